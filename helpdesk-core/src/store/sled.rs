@@ -1,0 +1,951 @@
+//! The sled backend: tickets, events, indexes and counters in one sled `Db`.
+//!
+//! # Concurrency
+//!
+//! All writes go through one writer mutex. sled would serialise conflicting transactions
+//! anyway (every write touches the shared counters), so the mutex costs no parallelism,
+//! and it gives three things cheaply: id allocation without retries, counters and the
+//! breach cache updated in commit order, and a barrier for point-in-time exports. The
+//! expensive part of a durable write — the flush — happens after the mutex is released and
+//! is shared by every waiting writer (see [`super::commit`]).
+//!
+//! Readers take no lock. A reader that combines an index entry with a ticket re-checks the
+//! ticket against its filter, so a ticket changing between the two reads never shows up
+//! where it does not belong.
+//!
+//! # Snapshots
+//!
+//! An export registers itself under the writer mutex and notes the highest ticket id. From
+//! then on, the first write to each such ticket also stores the ticket's previous value as
+//! a pre-image (in the same transaction). The export reads tickets in chunks under the
+//! writer mutex and prefers the pre-image when there is one, so it sees every ticket
+//! exactly as it was when the export began, while writers are held up only for the few
+//! milliseconds a chunk takes. Events are append-only and keyed by version, so the events
+//! of a ticket at version `v` are simply `1..=v`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Batch, Transactional, Tree};
+
+use super::commit::GroupCommit;
+use super::keys;
+use super::migrate;
+use super::{decode, encode, lock};
+use crate::clock::Timestamp;
+use crate::config::{Config, Durability};
+use crate::error::{Error, Result};
+use crate::history::Event;
+use crate::query::{Cursor, ListQuery, Page};
+use crate::snapshot::{self, Header, Record, SnapshotReader, SnapshotSummary, SnapshotWriter, SNAPSHOT_FORMAT};
+use crate::stats::{Counter, Counters, Stats};
+use crate::ticket::{Ticket, TicketId};
+use crate::verify::{ProblemKind, RepairReport, VerifyReport};
+
+/// Tickets read per chunk of an export (each chunk briefly holds the writer mutex).
+const EXPORT_CHUNK: usize = 256;
+/// Tickets written per batch by import and repair.
+const BULK_CHUNK: usize = 1000;
+
+/// The sled trees; see [`keys`] for their layouts.
+pub(crate) struct Trees {
+    pub db: sled::Db,
+    pub tickets: Tree,
+    pub events: Tree,
+    pub index: Tree,
+    pub meta: Tree,
+    pub preimages: Tree,
+}
+
+/// State owned by the writer mutex.
+struct Writer {
+    next_id: u64,
+    /// Running exports: snapshot id -> highest ticket id it covers.
+    snapshots: BTreeMap<u64, u64>,
+    next_snapshot: u64,
+}
+
+/// Derived in-memory state, changed only by a writer holding the writer mutex *and* this
+/// mutex across its commit, and read by `stats` under this mutex alone.
+struct Derived {
+    counters: Counters,
+    breach: BreachCache,
+}
+
+/// Number of deadline-index entries due before `watermark`, advanced lazily: reading it
+/// at time `now` only counts the entries that fell due since the last read, so `stats` is
+/// O(new breaches), not O(tickets).
+struct BreachCache {
+    watermark: Timestamp,
+    count: u64,
+}
+
+impl BreachCache {
+    fn count_due(index: &Tree, from: Timestamp, to: Timestamp) -> Result<u64> {
+        let lo = keys::deadline_key(from, TicketId(0));
+        let hi = keys::deadline_key(to, TicketId(0));
+        let mut n = 0;
+        for kv in index.range(lo..hi) {
+            kv?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn new(index: &Tree, now: Timestamp) -> Result<Self> {
+        Ok(BreachCache { watermark: now, count: Self::count_due(index, Timestamp::EPOCH, now)? })
+    }
+
+    /// Moves the watermark to `now`.
+    fn advance(&mut self, index: &Tree, now: Timestamp) -> Result<()> {
+        if now > self.watermark {
+            self.count += Self::count_due(index, self.watermark, now)?;
+        } else if now < self.watermark {
+            // The clock went back: recount rather than guess.
+            self.count = Self::count_due(index, Timestamp::EPOCH, now)?;
+        }
+        self.watermark = now;
+        Ok(())
+    }
+
+    /// Accounts for a ticket's deadline entry moving from `old` to `new`.
+    fn on_change(&mut self, old: Option<Timestamp>, new: Option<Timestamp>) {
+        if old.is_some_and(|d| d < self.watermark) {
+            self.count = self.count.saturating_sub(1);
+        }
+        if new.is_some_and(|d| d < self.watermark) {
+            self.count += 1;
+        }
+    }
+}
+
+pub(crate) struct SledStore {
+    trees: Trees,
+    writer: Mutex<Writer>,
+    derived: Mutex<Derived>,
+    commit: Option<GroupCommit>,
+    schema_version: u32,
+}
+
+type TxResult = std::result::Result<(), TransactionError<()>>;
+
+fn tx_err(e: TransactionError<()>) -> Error {
+    match e {
+        TransactionError::Storage(s) => s.into(),
+        TransactionError::Abort(()) => Error::Storage("transaction aborted".into()),
+    }
+}
+
+impl SledStore {
+    pub(crate) fn open(path: Option<&Path>, config: &Config, now: Timestamp) -> Result<Self> {
+        let sled_config = sled::Config::new()
+            .cache_capacity(config.cache_capacity)
+            .flush_every_ms(Some(config.flush_every_ms.max(1)));
+        let sled_config = match path {
+            Some(p) => sled_config.path(p),
+            None => sled_config.temporary(true),
+        };
+        let db = sled_config.open().map_err(|e| open_error(e, path))?;
+        let trees = Trees {
+            tickets: db.open_tree(keys::TICKETS)?,
+            events: db.open_tree(keys::EVENTS)?,
+            index: db.open_tree(keys::INDEX)?,
+            meta: db.open_tree(keys::META)?,
+            preimages: db.open_tree(keys::PREIMAGES)?,
+            db,
+        };
+        if trees.meta.contains_key(keys::IMPORT_IN_PROGRESS)? {
+            return Err(Error::IncompleteImport);
+        }
+        let schema_version = migrate::migrate(&trees)?;
+        // Pre-images belong to exports of a previous process; none of them is running now.
+        trees.preimages.clear()?;
+        let next_id = match trees.meta.get(keys::NEXT_TICKET_ID)? {
+            Some(v) => keys::u64_of(&v)
+                .ok_or_else(|| Error::corrupt(keys::describe(keys::META, keys::NEXT_TICKET_ID), "not a u64"))?,
+            None => 1,
+        };
+        let counters = load_counters(&trees.meta)?;
+        let breach = BreachCache::new(&trees.index, now)?;
+        let commit = match config.durability {
+            Durability::Durable => Some(GroupCommit::start(trees.db.clone(), config.flush_observer.clone())?),
+            Durability::Relaxed => None,
+        };
+        Ok(SledStore {
+            trees,
+            writer: Mutex::new(Writer { next_id, snapshots: BTreeMap::new(), next_snapshot: 1 }),
+            derived: Mutex::new(Derived { counters, breach }),
+            commit,
+            schema_version,
+        })
+    }
+
+    pub(crate) fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+
+    /// Waits for durability when the store is durable.
+    fn durable(&self) -> Result<()> {
+        match &self.commit {
+            Some(c) => c.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes everything written so far, whatever the durability mode.
+    pub(crate) fn flush(&self) -> Result<()> {
+        match &self.commit {
+            Some(c) => c.wait(),
+            None => self.trees.db.flush().map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    pub(crate) fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.trees.db.size_on_disk()?)
+    }
+
+    /// Proves the database takes durable writes: writes a heartbeat and flushes it.
+    pub(crate) fn heartbeat(&self, now: Timestamp) -> Result<()> {
+        {
+            let _w = lock(&self.writer);
+            self.trees.meta.insert(keys::HEARTBEAT, &now.as_millis().to_be_bytes())?;
+        }
+        self.flush()
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    pub(crate) fn get(&self, id: TicketId) -> Result<Option<Ticket>> {
+        let key = keys::ticket_key(id);
+        match self.trees.tickets.get(key)? {
+            Some(v) => decode(keys::TICKETS, &key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_existing(&self, id: TicketId) -> Result<Ticket> {
+        self.get(id)?.ok_or(Error::NotFound(id))
+    }
+
+    /// The events of a ticket, oldest first.
+    pub(crate) fn history(&self, id: TicketId) -> Result<Vec<Event>> {
+        let ticket = self.get_existing(id)?;
+        self.events_upto(id, ticket.version)
+    }
+
+    fn events_upto(&self, id: TicketId, version: u64) -> Result<Vec<Event>> {
+        let range = keys::event_key(id, 1)..=keys::event_key(id, version);
+        self.trees
+            .events
+            .range(range)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(keys::EVENTS, &k, &v)
+            })
+            .collect()
+    }
+
+    /// A page of tickets, newest first: a merge join over one index per filter.
+    pub(crate) fn list(&self, q: &ListQuery) -> Result<Page> {
+        let prefixes = keys::filter_prefixes(&q.filter);
+        // Suffixes are (inverted created, inverted id) as one big-endian u128, so "newer"
+        // is "smaller"; the page walks [lo, hi].
+        let mut lo: u128 = 0;
+        if let Some(before) = q.filter.created_before {
+            let Some(newest) = before.as_millis().checked_sub(1) else {
+                return Ok(Page { tickets: Vec::new(), next_cursor: None });
+            };
+            lo = lo.max(suffix_u128(&keys::suffix(Timestamp::from_millis(newest), TicketId(u64::MAX))));
+        }
+        if let Some(c) = &q.cursor {
+            match suffix_u128(&keys::cursor_suffix(c)).checked_add(1) {
+                Some(after) => lo = lo.max(after),
+                None => return Ok(Page { tickets: Vec::new(), next_cursor: None }),
+            }
+        }
+        let hi: u128 = match q.filter.created_from {
+            Some(from) => suffix_u128(&keys::suffix(from, TicketId(0))),
+            None => u128::MAX,
+        };
+        let mut tickets = Vec::with_capacity(q.limit + 1);
+        while tickets.len() <= q.limit {
+            let Some(found) = self.next_match(&prefixes, lo, hi)? else { break };
+            let (_, id) = keys::parse_suffix(&found.to_be_bytes()).unwrap_or((Timestamp::EPOCH, TicketId(0)));
+            match self.get(id)? {
+                Some(t) if q.filter.matches(&t) => tickets.push(t),
+                // Changed since the index was read (or the index disagrees with the
+                // ticket, which `verify` reports): not part of this listing.
+                _ => {}
+            }
+            match found.checked_add(1) {
+                Some(next) => lo = next,
+                None => break,
+            }
+        }
+        let next_cursor = if tickets.len() > q.limit {
+            tickets.truncate(q.limit);
+            tickets.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(Page { tickets, next_cursor })
+    }
+
+    /// The smallest suffix in `[lo, hi]` present under every prefix (zig-zag join: each
+    /// index seeks to the largest position any other index has reached).
+    fn next_match(&self, prefixes: &[Vec<u8>], mut lo: u128, hi: u128) -> Result<Option<u128>> {
+        loop {
+            let mut agreed = true;
+            for p in prefixes {
+                let mut start = p.clone();
+                start.extend_from_slice(&lo.to_be_bytes());
+                let Some(kv) = self.trees.index.range(start..).next() else { return Ok(None) };
+                let (k, _) = kv?;
+                if !k.starts_with(p) || k.len() != p.len() + keys::SUFFIX_LEN {
+                    return Ok(None);
+                }
+                let s = suffix_u128(&k[p.len()..]);
+                if s > hi {
+                    return Ok(None);
+                }
+                if s != lo {
+                    lo = s;
+                    agreed = false;
+                }
+            }
+            if agreed {
+                return Ok(Some(lo));
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self, now: Timestamp) -> Result<Stats> {
+        let mut d = lock(&self.derived);
+        d.breach.advance(&self.trees.index, now)?;
+        Ok(d.counters.report(d.breach.count, now))
+    }
+
+    /// Unresolved tickets whose next deadline lies in `[from, to)`, soonest first.
+    pub(crate) fn by_deadline(&self, from: Timestamp, to: Timestamp, limit: usize) -> Result<Vec<Ticket>> {
+        let range = keys::deadline_key(from, TicketId(0))..keys::deadline_key(to, TicketId(0));
+        let mut out = Vec::new();
+        for kv in self.trees.index.range(range) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = kv?;
+            let Some((due, id)) = keys::parse_deadline_key(&k) else { continue };
+            if let Some(t) = self.get(id)? {
+                if t.next_deadline() == Some(due) {
+                    out.push(t);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    /// Creates a ticket with the next id; `build` turns the id into the ticket and its
+    /// creation event.
+    pub(crate) fn create(&self, build: impl FnOnce(TicketId) -> (Ticket, Event)) -> Result<Ticket> {
+        let ticket = {
+            let mut w = lock(&self.writer);
+            let id = TicketId(w.next_id);
+            let (ticket, event) = build(id);
+            self.commit(&w, None, &ticket, &event, Some(w.next_id + 1))?;
+            w.next_id += 1;
+            ticket
+        };
+        self.durable()?;
+        Ok(ticket)
+    }
+
+    /// Changes a ticket: `change` gets the current version and returns the next one with
+    /// its event, or `None` for "nothing to change". Returns the ticket as it now is and
+    /// the event, if one was written.
+    pub(crate) fn modify(
+        &self,
+        id: TicketId,
+        change: impl FnOnce(&Ticket) -> Result<Option<(Ticket, Event)>>,
+    ) -> Result<(Ticket, Option<Event>)> {
+        let result = {
+            let w = lock(&self.writer);
+            let old = self.get_existing(id)?;
+            match change(&old)? {
+                None => return Ok((old, None)),
+                Some((new, event)) => {
+                    self.commit(&w, Some(&old), &new, &event, None)?;
+                    (new, Some(event))
+                }
+            }
+        };
+        self.durable()?;
+        Ok(result)
+    }
+
+    /// Writes one ticket version, its event, its index changes and counter changes in
+    /// one transaction. The caller holds the writer mutex (`w`).
+    fn commit(
+        &self,
+        w: &Writer,
+        old: Option<&Ticket>,
+        new: &Ticket,
+        event: &Event,
+        next_id: Option<u64>,
+    ) -> Result<()> {
+        let old_keys = old.map(keys::index_keys).unwrap_or_default();
+        let new_keys = keys::index_keys(new);
+        let removed: Vec<&Vec<u8>> = old_keys.iter().filter(|k| new_keys.binary_search(k).is_err()).collect();
+        let added: Vec<&Vec<u8>> = new_keys.iter().filter(|k| old_keys.binary_search(k).is_err()).collect();
+        let ticket_bytes = encode(new)?;
+        let event_bytes = encode(event)?;
+        let ticket_key = keys::ticket_key(new.id);
+        let event_key = keys::event_key(new.id, event.version);
+        // Copy-on-write for running exports that cover this ticket.
+        let mut preimages = Vec::new();
+        if old.is_some() {
+            for (&snapshot, &max_id) in &w.snapshots {
+                let k = keys::preimage_key(snapshot, new.id);
+                if new.id.0 <= max_id && !self.trees.preimages.contains_key(k)? {
+                    preimages.push(k);
+                }
+            }
+        }
+        let old_bytes = match preimages.is_empty() {
+            true => None,
+            false => self.trees.tickets.get(ticket_key)?,
+        };
+
+        let mut d = lock(&self.derived);
+        let mut counters = d.counters.clone();
+        let changed = counters.replace(old, new);
+        let t = &self.trees;
+        let result: TxResult = (&t.tickets, &t.events, &t.index, &t.meta, &t.preimages).transaction(
+            |(tickets, events, index, meta, pre)| {
+                tickets.insert(&ticket_key, ticket_bytes.as_slice())?;
+                events.insert(&event_key, event_bytes.as_slice())?;
+                for k in &removed {
+                    index.remove(k.as_slice())?;
+                }
+                for k in &added {
+                    index.insert(k.as_slice(), &[])?;
+                }
+                for (c, v) in &changed {
+                    meta.insert(keys::counter_key(*c), &v.to_be_bytes())?;
+                }
+                if let Some(n) = next_id {
+                    meta.insert(keys::NEXT_TICKET_ID, &n.to_be_bytes())?;
+                }
+                if let Some(old_bytes) = &old_bytes {
+                    for k in &preimages {
+                        pre.insert(k, old_bytes.clone())?;
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            },
+        );
+        result.map_err(tx_err)?;
+        d.counters = counters;
+        d.breach.on_change(old.and_then(Ticket::next_deadline), new.next_deadline());
+        Ok(())
+    }
+
+    // ---- snapshots ---------------------------------------------------------------------
+
+    /// Streams a point-in-time snapshot of every ticket and event to `out`.
+    pub(crate) fn export<W: Write>(&self, out: W, now: Timestamp) -> Result<SnapshotSummary> {
+        let (snapshot, max_id, next_id) = {
+            let mut w = lock(&self.writer);
+            let snapshot = w.next_snapshot;
+            w.next_snapshot += 1;
+            let max_id = w.next_id - 1;
+            w.snapshots.insert(snapshot, max_id);
+            (snapshot, max_id, w.next_id)
+        };
+        let _registration = ExportRegistration { store: self, snapshot };
+        let header = Header {
+            format: SNAPSHOT_FORMAT.into(),
+            format_version: snapshot::SNAPSHOT_VERSION,
+            schema_version: self.schema_version,
+            created_at: now,
+            next_ticket_id: next_id,
+            producer: concat!("helpdesk-core ", env!("CARGO_PKG_VERSION")).into(),
+        };
+        let mut writer = SnapshotWriter::new(out, header)?;
+        let mut from = 1u64;
+        while from <= max_id {
+            let chunk = self.export_chunk(snapshot, from, max_id)?;
+            let Some(last) = chunk.last() else { break };
+            from = last.id.0 + 1;
+            // Events are immutable once written, so they are read without the mutex.
+            for t in &chunk {
+                writer.ticket(t)?;
+                let events = self.events_upto(t.id, t.version)?;
+                if events.len() as u64 != t.version {
+                    return Err(Error::corrupt(
+                        keys::describe(keys::TICKETS, &keys::ticket_key(t.id)),
+                        format!("ticket at version {} has {} events", t.version, events.len()),
+                    ));
+                }
+                for e in &events {
+                    writer.event(e)?;
+                }
+            }
+        }
+        writer.finish()
+    }
+
+    /// Up to [`EXPORT_CHUNK`] tickets from `from`, as of the snapshot's start.
+    fn export_chunk(&self, snapshot: u64, from: u64, max_id: u64) -> Result<Vec<Ticket>> {
+        let _w = lock(&self.writer);
+        let range = keys::ticket_key(TicketId(from))..=keys::ticket_key(TicketId(max_id));
+        let mut chunk = Vec::with_capacity(EXPORT_CHUNK);
+        for kv in self.trees.tickets.range(range).take(EXPORT_CHUNK) {
+            let (k, v) = kv?;
+            let id = TicketId(keys::u64_of(&k).unwrap_or_default());
+            let pk = keys::preimage_key(snapshot, id);
+            let t = match self.trees.preimages.get(pk)? {
+                Some(pre) => decode(keys::PREIMAGES, &pk, &pre)?,
+                None => decode(keys::TICKETS, &k, &v)?,
+            };
+            chunk.push(t);
+        }
+        Ok(chunk)
+    }
+
+    /// Loads a snapshot into this (empty) database. On any error the database is left
+    /// empty again.
+    pub(crate) fn import<R: BufRead>(&self, input: R, now: Timestamp) -> Result<SnapshotSummary> {
+        let mut w = lock(&self.writer);
+        let tickets = self.trees.tickets.len() as u64;
+        if tickets > 0 {
+            return Err(Error::NotEmpty { tickets });
+        }
+        self.trees.meta.insert(keys::IMPORT_IN_PROGRESS, &[])?;
+        self.trees.db.flush()?;
+        match self.import_records(input) {
+            Ok((summary, next_id, counters)) => {
+                self.trees.meta.remove(keys::IMPORT_IN_PROGRESS)?;
+                self.trees.db.flush()?;
+                w.next_id = next_id;
+                let mut d = lock(&self.derived);
+                d.counters = counters;
+                d.breach = BreachCache::new(&self.trees.index, now)?;
+                drop(d);
+                Ok(summary)
+            }
+            Err(e) => {
+                for tree in [&self.trees.tickets, &self.trees.events, &self.trees.index, &self.trees.meta] {
+                    tree.clear()?;
+                }
+                self.trees.meta.insert(keys::SCHEMA_VERSION, &self.schema_version.to_be_bytes())?;
+                self.trees.meta.insert(keys::NEXT_TICKET_ID, &1u64.to_be_bytes())?;
+                self.trees.db.flush()?;
+                w.next_id = 1;
+                lock(&self.derived).counters = Counters::default();
+                Err(e)
+            }
+        }
+    }
+
+    fn import_records<R: BufRead>(&self, input: R) -> Result<(SnapshotSummary, u64, Counters)> {
+        let mut reader = SnapshotReader::new(input);
+        let header = match reader.next()? {
+            Some(Record::Header(h)) => h,
+            Some(_) => return Err(snapshot::invalid(1, "the first record must be the header")),
+            None => return Err(Error::InvalidSnapshot("empty stream".into())),
+        };
+        if header.format != SNAPSHOT_FORMAT {
+            return Err(snapshot::invalid(1, format!("format {:?} is not {SNAPSHOT_FORMAT:?}", header.format)));
+        }
+        if header.format_version != snapshot::SNAPSHOT_VERSION {
+            return Err(snapshot::invalid(
+                1,
+                format!(
+                    "snapshot format version {} is not supported (this release reads version {})",
+                    header.format_version,
+                    snapshot::SNAPSHOT_VERSION
+                ),
+            ));
+        }
+        let mut bulk = Bulk::default();
+        let mut current: Option<(TicketId, u64, u64)> = None; // (id, version, events seen)
+        let mut events = 0u64;
+        let finish_ticket = |current: &Option<(TicketId, u64, u64)>, line: u64| match current {
+            Some((id, version, seen)) if seen != version => {
+                Err(snapshot::invalid(line, format!("ticket {id} is at version {version} but has {seen} events")))
+            }
+            _ => Ok(()),
+        };
+        loop {
+            let record = reader.next()?;
+            let line = reader.line_no();
+            match record {
+                None => return Err(snapshot::invalid(line, "truncated: the stream ends without its end record")),
+                Some(Record::Header(_)) => return Err(snapshot::invalid(line, "a second header")),
+                Some(Record::Ticket(t)) => {
+                    finish_ticket(&current, line)?;
+                    if let Some((prev, ..)) = current {
+                        if t.id <= prev {
+                            return Err(snapshot::invalid(line, format!("ticket {} after ticket {prev}", t.id)));
+                        }
+                    }
+                    if t.id.0 == 0 || t.id.0 >= header.next_ticket_id {
+                        return Err(snapshot::invalid(line, format!("ticket id {} out of range", t.id)));
+                    }
+                    check_ticket(&t).map_err(|why| snapshot::invalid(line, why))?;
+                    current = Some((t.id, t.version, 0));
+                    bulk.ticket(&t)?;
+                }
+                Some(Record::Event(e)) => {
+                    let Some((id, _, seen)) = current.as_mut() else {
+                        return Err(snapshot::invalid(line, "an event before any ticket"));
+                    };
+                    if e.ticket_id != *id || e.version != *seen + 1 {
+                        return Err(snapshot::invalid(
+                            line,
+                            format!("event {}/{} out of order (expected {id}/{})", e.ticket_id, e.version, *seen + 1),
+                        ));
+                    }
+                    *seen += 1;
+                    events += 1;
+                    bulk.event(&e)?;
+                }
+                Some(Record::End(trailer)) => {
+                    finish_ticket(&current, line)?;
+                    let digest = reader.digest();
+                    if trailer.sha256 != digest {
+                        return Err(snapshot::invalid(
+                            line,
+                            format!("checksum mismatch: trailer says {}, content hashes to {digest}", trailer.sha256),
+                        ));
+                    }
+                    if trailer.tickets != bulk.tickets || trailer.events != events {
+                        return Err(snapshot::invalid(
+                            line,
+                            format!(
+                                "trailer counts {} tickets and {} events, stream has {} and {events}",
+                                trailer.tickets, trailer.events, bulk.tickets
+                            ),
+                        ));
+                    }
+                    if reader.next()?.is_some() {
+                        return Err(snapshot::invalid(reader.line_no(), "data after the end record"));
+                    }
+                    break;
+                }
+            }
+            if bulk.pending >= BULK_CHUNK {
+                bulk.apply(&self.trees)?;
+            }
+        }
+        bulk.apply(&self.trees)?;
+        write_counters(&self.trees.meta, &bulk.counters)?;
+        self.trees.meta.insert(keys::NEXT_TICKET_ID, &header.next_ticket_id.to_be_bytes())?;
+        let summary = SnapshotSummary {
+            created_at: header.created_at,
+            schema_version: header.schema_version,
+            tickets: bulk.tickets,
+            events,
+            bytes: reader.bytes(),
+            sha256: reader.digest(),
+        };
+        Ok((summary, header.next_ticket_id, bulk.counters))
+    }
+
+    // ---- verify / repair ---------------------------------------------------------------
+
+    /// Recomputes indexes and counters from the tickets and reports every disagreement.
+    /// Holds the writer mutex throughout, so it sees one consistent state.
+    pub(crate) fn verify(&self) -> Result<VerifyReport> {
+        let w = lock(&self.writer);
+        let mut report = VerifyReport::default();
+        let mut expected = Counters::default();
+        let mut expected_events = 0u64;
+        let mut max_id = 0u64;
+        for kv in self.trees.tickets.iter() {
+            let (k, v) = kv?;
+            report.tickets += 1;
+            let key = keys::describe(keys::TICKETS, &k);
+            let t: Ticket = match decode(keys::TICKETS, &k, &v) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.push(ProblemKind::CorruptValue, key, e.to_string());
+                    continue;
+                }
+            };
+            max_id = max_id.max(t.id.0);
+            expected.add(&t);
+            for ik in keys::index_keys(&t) {
+                if !self.trees.index.contains_key(&ik)? {
+                    report.push(
+                        ProblemKind::MissingIndexEntry,
+                        keys::describe(keys::INDEX, &ik),
+                        format!("ticket {} has no such index entry", t.id),
+                    );
+                }
+            }
+            expected_events += t.version;
+            for version in 1..=t.version {
+                let ek = keys::event_key(t.id, version);
+                match self.trees.events.get(ek)? {
+                    None => report.push(
+                        ProblemKind::MissingEvent,
+                        keys::describe(keys::EVENTS, &ek),
+                        format!("ticket {} is at version {} but event {version} is missing", t.id, t.version),
+                    ),
+                    Some(ev) => match decode::<Event>(keys::EVENTS, &ek, &ev) {
+                        Err(e) => {
+                            report.push(ProblemKind::CorruptValue, keys::describe(keys::EVENTS, &ek), e.to_string())
+                        }
+                        Ok(e) if e.ticket_id != t.id || e.version != version => report.push(
+                            ProblemKind::CorruptValue,
+                            keys::describe(keys::EVENTS, &ek),
+                            format!("holds event {}/{}", e.ticket_id, e.version),
+                        ),
+                        Ok(_) => {}
+                    },
+                }
+            }
+        }
+        // Index entries no ticket accounts for. Each ticket's own entries were checked
+        // above, so this pass only needs the tickets the entries name.
+        for kv in self.trees.index.iter() {
+            let (k, _) = kv?;
+            report.index_entries += 1;
+            let stale = match keys::index_key_ticket(&k) {
+                None => Some("not a valid index key".to_string()),
+                Some(id) => match self.get(id) {
+                    Ok(Some(t)) if keys::index_keys(&t).iter().any(|e| e[..] == k[..]) => None,
+                    Ok(Some(_)) => Some(format!("ticket {id} does not have this entry")),
+                    Ok(None) => Some(format!("ticket {id} does not exist")),
+                    Err(_) => None, // the corrupt ticket is already reported
+                },
+            };
+            if let Some(why) = stale {
+                report.push(ProblemKind::StaleIndexEntry, keys::describe(keys::INDEX, &k), why);
+            }
+        }
+        report.events = self.trees.events.len() as u64;
+        if report.events != expected_events {
+            for kv in self.trees.events.iter() {
+                let (k, _) = kv?;
+                let id = TicketId(keys::u64_of(&k[..8.min(k.len())]).unwrap_or_default());
+                let version = k.get(8..).and_then(keys::u64_of).unwrap_or_default();
+                let orphan = match self.get(id) {
+                    Ok(Some(t)) => version == 0 || version > t.version,
+                    Ok(None) => true,
+                    Err(_) => false,
+                };
+                if orphan {
+                    report.push(
+                        ProblemKind::OrphanEvent,
+                        keys::describe(keys::EVENTS, &k),
+                        "no ticket version accounts for this event",
+                    );
+                }
+            }
+        }
+        let stored = load_counters(&self.trees.meta)?;
+        for (name, stored, want) in stored.differences(&expected) {
+            report.push(
+                ProblemKind::CounterMismatch,
+                format!("{}/count/{name}", keys::META),
+                format!("stored {stored}, tickets give {want}"),
+            );
+        }
+        let in_memory = lock(&self.derived).counters.clone();
+        if in_memory != stored {
+            report.push(ProblemKind::CounterMismatch, "memory/counters", "in-memory counters differ from stored ones");
+        }
+        if w.next_id <= max_id {
+            report.push(
+                ProblemKind::IdAllocatorBehind,
+                keys::describe(keys::META, keys::NEXT_TICKET_ID),
+                format!("next id {} but ticket {max_id} exists", w.next_id),
+            );
+        }
+        Ok(report)
+    }
+
+    /// Rebuilds every index entry and counter from the tickets.
+    pub(crate) fn repair(&self, now: Timestamp) -> Result<RepairReport> {
+        let mut w = lock(&self.writer);
+        let mut d = lock(&self.derived);
+        let mut report = RepairReport::default();
+        self.trees.index.clear()?;
+        let mut bulk = Bulk::default();
+        let mut max_id = 0;
+        for kv in self.trees.tickets.iter() {
+            let (k, v) = kv?;
+            let t: Ticket = match decode(keys::TICKETS, &k, &v) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.unrepairable.push(crate::verify::Problem {
+                        kind: ProblemKind::CorruptValue,
+                        key: keys::describe(keys::TICKETS, &k),
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            max_id = max_id.max(t.id.0);
+            report.tickets += 1;
+            report.index_entries += bulk.index_only(&t) as u64;
+            if bulk.pending >= BULK_CHUNK {
+                bulk.apply(&self.trees)?;
+            }
+        }
+        bulk.apply(&self.trees)?;
+        write_counters(&self.trees.meta, &bulk.counters)?;
+        if w.next_id <= max_id {
+            w.next_id = max_id + 1;
+            self.trees.meta.insert(keys::NEXT_TICKET_ID, &w.next_id.to_be_bytes())?;
+        }
+        self.trees.db.flush()?;
+        d.counters = bulk.counters;
+        d.breach = BreachCache::new(&self.trees.index, now)?;
+        drop(d);
+        drop(w);
+        let check = self.verify()?;
+        report.unrepairable.extend(check.problems.into_iter().filter(|p| p.kind != ProblemKind::CounterMismatch));
+        Ok(report)
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Stop the flusher first (it flushes what is pending), then flush whatever a
+        // relaxed writer left in memory.
+        self.commit.take();
+        if let Err(e) = self.trees.db.flush() {
+            tracing::error!(error = %e, "final flush on close failed");
+        }
+    }
+}
+
+/// Unregisters an export and drops its pre-images, whether it finished or failed.
+struct ExportRegistration<'a> {
+    store: &'a SledStore,
+    snapshot: u64,
+}
+
+impl Drop for ExportRegistration<'_> {
+    fn drop(&mut self) {
+        lock(&self.store.writer).snapshots.remove(&self.snapshot);
+        let prefix = self.snapshot.to_be_bytes();
+        for k in self.store.trees.preimages.scan_prefix(prefix).keys().flatten() {
+            let _ = self.store.trees.preimages.remove(k);
+        }
+    }
+}
+
+/// Batched writes for import and repair (atomicity is provided by their callers: import
+/// marks the database and wipes it on failure; repair can simply run again).
+#[derive(Default)]
+struct Bulk {
+    tickets_batch: Batch,
+    events_batch: Batch,
+    index_batch: Batch,
+    counters: Counters,
+    tickets: u64,
+    pending: usize,
+}
+
+impl Bulk {
+    fn ticket(&mut self, t: &Ticket) -> Result<()> {
+        self.tickets_batch.insert(&keys::ticket_key(t.id), encode(t)?);
+        self.tickets += 1;
+        self.index_only(t);
+        Ok(())
+    }
+
+    /// Index entries and counters of `t`; returns the number of entries.
+    fn index_only(&mut self, t: &Ticket) -> usize {
+        let ks = keys::index_keys(t);
+        let n = ks.len();
+        for k in ks {
+            self.index_batch.insert(k, &[]);
+        }
+        self.counters.add(t);
+        self.pending += 1;
+        n
+    }
+
+    fn event(&mut self, e: &Event) -> Result<()> {
+        self.events_batch.insert(&keys::event_key(e.ticket_id, e.version), encode(e)?);
+        Ok(())
+    }
+
+    fn apply(&mut self, trees: &Trees) -> Result<()> {
+        trees.tickets.apply_batch(std::mem::take(&mut self.tickets_batch))?;
+        trees.events.apply_batch(std::mem::take(&mut self.events_batch))?;
+        trees.index.apply_batch(std::mem::take(&mut self.index_batch))?;
+        self.pending = 0;
+        Ok(())
+    }
+}
+
+fn suffix_u128(s: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&s[..16]);
+    u128::from_be_bytes(b)
+}
+
+/// Structural checks on an imported ticket (a snapshot is checksummed, but may be
+/// hand-made).
+fn check_ticket(t: &Ticket) -> std::result::Result<(), String> {
+    if t.version == 0 {
+        return Err(format!("ticket {} has version 0", t.id));
+    }
+    if t.title.trim().is_empty() || t.description.trim().is_empty() || t.submitter_email.contains('\0') {
+        return Err(format!("ticket {} has an empty title or description", t.id));
+    }
+    if !t.status.is_unresolved() && t.resolved_at.is_none() {
+        return Err(format!("ticket {} is {} without resolved_at", t.id, t.status));
+    }
+    let has_nul = |s: &str| s.contains('\0');
+    if t.tags.iter().any(|g| has_nul(g)) || t.assigned_to.as_deref().is_some_and(has_nul) {
+        return Err(format!("ticket {} has a NUL byte in a tag or assignee", t.id));
+    }
+    Ok(())
+}
+
+fn load_counters(meta: &Tree) -> Result<Counters> {
+    let mut counters = Counters::default();
+    for kv in meta.scan_prefix(keys::COUNTER_PREFIX) {
+        let (k, v) = kv?;
+        let name = String::from_utf8_lossy(&k[keys::COUNTER_PREFIX.len()..]).into_owned();
+        let counter = Counter::from_name(&name)
+            .ok_or_else(|| Error::corrupt(keys::describe(keys::META, &k), "unknown counter"))?;
+        let value = keys::u64_of(&v).ok_or_else(|| Error::corrupt(keys::describe(keys::META, &k), "not a u64"))?;
+        counters.set(counter, value);
+    }
+    Ok(counters)
+}
+
+fn write_counters(meta: &Tree, counters: &Counters) -> Result<()> {
+    let mut batch = Batch::default();
+    for k in meta.scan_prefix(keys::COUNTER_PREFIX).keys() {
+        batch.remove(k?);
+    }
+    for c in Counter::all() {
+        batch.insert(keys::counter_key(c), &counters.get(c).to_be_bytes());
+    }
+    meta.apply_batch(batch)?;
+    Ok(())
+}
+
+fn open_error(e: sled::Error, path: Option<&Path>) -> Error {
+    if let sled::Error::Io(io) = &e {
+        let msg = io.to_string();
+        if io.kind() == std::io::ErrorKind::WouldBlock || msg.contains("lock") {
+            return Error::Locked { path: path.map(PathBuf::from).unwrap_or_default() };
+        }
+    }
+    e.into()
+}
