@@ -99,11 +99,9 @@ pub(crate) fn create(
     };
     let mut changes = diff(&blank, &ticket);
     // Category, priority and status have no "blank" value; record them explicitly.
-    for (field, value) in
-        [("category", json(&ticket.category)), ("priority", json(&ticket.priority)), ("status", json(&ticket.status))]
-    {
-        changes.insert(0, FieldChange { field: field.into(), old: Value::Null, new: value });
-    }
+    let fixed =
+        [("category", json(&ticket.category)), ("priority", json(&ticket.priority)), ("status", json(&ticket.status))];
+    changes.splice(0..0, fixed.map(|(field, new)| FieldChange { field: field.into(), old: Value::Null, new }));
     for c in &mut changes {
         c.old = Value::Null;
     }
