@@ -68,9 +68,16 @@ fn contributions(t: &Ticket) -> impl Iterator<Item = (Counter, u64)> {
     .flatten()
 }
 
-/// The counter values.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The counter values. A counter that was never written reads as zero.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Counters(BTreeMap<Counter, u64>);
+
+/// Equal when every counter reads the same (an absent counter equals a zero one).
+impl PartialEq for Counters {
+    fn eq(&self, other: &Self) -> bool {
+        Counter::all().all(|c| self.get(c) == other.get(c))
+    }
+}
 
 impl Counters {
     pub(crate) fn get(&self, c: Counter) -> u64 {
