@@ -68,7 +68,7 @@ macro_rules! code_enum {
             }
 
             // Decoding index keys back to values is only needed by tests so far.
-            #[cfg_attr(not(test), allow(dead_code))]
+            #[allow(dead_code)]
             pub(crate) fn from_code(code: u8) -> Option<Self> {
                 match code { $($code => Some($name::$variant),)+ _ => None }
             }
@@ -150,6 +150,8 @@ code_enum! {
     }
 }
 
+// Not derived: the variants are declared through `code_enum!`, which has no `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for Priority {
     fn default() -> Self {
         Priority::Medium

@@ -239,7 +239,7 @@ fn check(desk: &Helpdesk, clock: &common::ManualClockRef, model: &[M], step: usi
                     && f.submitter_email.as_deref().is_none_or(|e| m.submitter.eq_ignore_ascii_case(e))
             })
             .collect();
-        want.sort_by(|a, b| (b.created, b.id).cmp(&(a.created, a.id)));
+        want.sort_by_key(|m| std::cmp::Reverse((m.created, m.id)));
         let want: Vec<u64> = want.iter().map(|m| m.id).collect();
         let mut got = Vec::new();
         let mut q = ListQuery::new(f.clone()).limit(3);

@@ -52,7 +52,7 @@ fn populate(desk: &Helpdesk, clock: &common::ManualClockRef) -> Vec<Ticket> {
 /// What a listing must return: all matching tickets, newest first, ties by higher id.
 fn expected(all: &[Ticket], f: &Filter) -> Vec<u64> {
     let mut m: Vec<&Ticket> = all.iter().filter(|t| f.matches(t)).collect();
-    m.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    m.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
     m.iter().map(|t| t.id.0).collect()
 }
 
