@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::error::{Error, Result, ValidationErrors};
@@ -107,7 +109,45 @@ impl Helpdesk {
         let new = new.validate()?;
         let now = self.now();
         let sla = self.inner.config.sla;
-        self.store().create(|id| workflow::create(id, new, actor, now, &sla))
+        let (t, _) = self.store().create(None, |id| workflow::create(id, new, actor, now, &sla))?;
+        Ok(t)
+    }
+
+    /// Creates a ticket at most once per `key` (e.g. an HTTP `Idempotency-Key`): repeating
+    /// the same request with the same key returns the ticket the first one created (in its
+    /// current state) and `false`; the same key with a different request (other fields or
+    /// another actor) is [`Error::IdempotencyConflict`]. Keys are kept in the database
+    /// (not in snapshots); they are 1–255 printable ASCII characters.
+    ///
+    /// ```
+    /// use helpdesk_core::{Actor, Category, Config, Helpdesk, NewTicket};
+    /// let desk = Helpdesk::temporary(Config::default())?;
+    /// let new = NewTicket::new("No sound in room 4", "Projector audio", Category::Hardware,
+    ///                          "lecturer@campus.example", "Lee");
+    /// let who = Actor::requester("lee");
+    /// let (first, created) = desk.create_idempotent("req-7f3a", new.clone(), &who)?;
+    /// let (again, created_again) = desk.create_idempotent("req-7f3a", new, &who)?;
+    /// assert!(created && !created_again);
+    /// assert_eq!(first.id, again.id);
+    /// # Ok::<(), helpdesk_core::Error>(())
+    /// ```
+    pub fn create_idempotent(&self, key: &str, new: NewTicket, actor: &Actor) -> Result<(Ticket, bool)> {
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ValidationErrors::single(
+                "idempotency_key",
+                "invalid",
+                "an idempotency key is 1 to 255 printable ASCII characters",
+            ));
+        }
+        actor.validate()?;
+        let new = new.validate()?;
+        let fingerprint: [u8; 32] = Sha256::digest(
+            serde_json::to_vec(&(&new, actor)).map_err(|e| Error::Storage(format!("cannot encode request: {e}")))?,
+        )
+        .into();
+        let now = self.now();
+        let sla = self.inner.config.sla;
+        self.store().create(Some((key, fingerprint)), |id| workflow::create(id, new, actor, now, &sla))
     }
 
     /// The ticket with this id.

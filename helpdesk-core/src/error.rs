@@ -16,6 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// * **Caller mistakes** — [`Error::Validation`], [`Error::NotFound`],
 ///   [`Error::InvalidTransition`], [`Error::TicketClosed`], [`Error::VersionConflict`],
+///   [`Error::IdempotencyConflict`],
 ///   [`Error::InvalidCursor`], [`Error::NotEmpty`], [`Error::InvalidSnapshot`]: the request
 ///   was wrong and nothing was changed. Fix the input and retry.
 /// * **Database state** — [`Error::Locked`], [`Error::UnsupportedSchema`],
@@ -59,6 +60,13 @@ pub enum Error {
         expected: u64,
         /// The version the ticket has now.
         actual: u64,
+    },
+
+    /// An idempotency key was reused for a different request.
+    #[error("idempotency key {key:?} was already used for a different request")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
     },
 
     /// A pagination cursor that this engine did not produce (or that was altered).
@@ -129,6 +137,7 @@ impl Error {
                 | Error::InvalidTransition { .. }
                 | Error::TicketClosed(_)
                 | Error::VersionConflict { .. }
+                | Error::IdempotencyConflict { .. }
                 | Error::InvalidCursor(_)
                 | Error::NotEmpty { .. }
                 | Error::InvalidSnapshot(_)

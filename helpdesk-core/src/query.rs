@@ -20,6 +20,12 @@ use crate::ticket::{Category, Priority, Status, Ticket, TicketId};
 pub const MAX_LIMIT: usize = 1000;
 /// Page size when none is given.
 pub const DEFAULT_LIMIT: usize = 50;
+/// Most index entries one page examines. Only the unindexed [`Filter::text`] condition can
+/// reject entries the indexes selected, so only text searches ever reach this bound; they
+/// then return a short (possibly empty) page with a cursor to continue.
+pub const SCAN_BUDGET: usize = 10_000;
+/// Longest [`Filter::text`], in characters.
+pub const TEXT_QUERY_MAX: usize = 200;
 
 /// Conditions a listed ticket must all meet. Empty means every ticket.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +49,10 @@ pub struct Filter {
     pub created_from: Option<Timestamp>,
     /// Only tickets created strictly before this time.
     pub created_before: Option<Timestamp>,
+    /// Only tickets whose title or description contains this text, ignoring case. Not
+    /// indexed: combine it with indexed filters to keep searches short (see
+    /// [`SCAN_BUDGET`]).
+    pub text: Option<String>,
 }
 
 impl Filter {
@@ -57,6 +67,10 @@ impl Filter {
             && self.tag.as_deref().is_none_or(|g| t.tags.contains(&g.trim().to_lowercase()))
             && self.created_from.is_none_or(|from| t.created_at >= from)
             && self.created_before.is_none_or(|before| t.created_at < before)
+            && self.text.as_deref().is_none_or(|q| {
+                let q = q.trim().to_lowercase();
+                t.title.to_lowercase().contains(&q) || t.description.to_lowercase().contains(&q)
+            })
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -64,9 +78,15 @@ impl Filter {
         if self.unassigned && self.assigned_to.is_some() {
             errors.add("unassigned", "conflict", "unassigned cannot be combined with assigned_to");
         }
-        for (field, value) in
-            [("assigned_to", &self.assigned_to), ("submitter_email", &self.submitter_email), ("tag", &self.tag)]
-        {
+        if self.text.as_deref().is_some_and(|q| q.chars().count() > TEXT_QUERY_MAX) {
+            errors.add("text", "too_long", format!("text is at most {TEXT_QUERY_MAX} characters"));
+        }
+        for (field, value) in [
+            ("assigned_to", &self.assigned_to),
+            ("submitter_email", &self.submitter_email),
+            ("tag", &self.tag),
+            ("text", &self.text),
+        ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty() || v.contains('\0')) {
                 errors.add(field, "invalid", format!("{field} must be a non-empty string"));
             }
@@ -130,6 +150,10 @@ impl ListQuery {
 }
 
 /// One page of tickets, newest first.
+///
+/// A page holds `limit` tickets unless it is the last one — or, for a text search that hit
+/// [`SCAN_BUDGET`], fewer (even none) with a `next_cursor` to continue. So page on while
+/// `next_cursor` is present; do not stop at a short page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Page {
     /// The tickets.
@@ -151,6 +175,10 @@ const CURSOR_VERSION: u8 = 1;
 impl Cursor {
     pub(crate) fn after(t: &Ticket) -> Self {
         Cursor { created: t.created_at, id: t.id }
+    }
+
+    pub(crate) fn at(created: Timestamp, id: TicketId) -> Self {
+        Cursor { created, id }
     }
 }
 

@@ -31,6 +31,12 @@ use rand::{Rng, SeedableRng};
 
 /// Tells the re-executed test binary it is the child, and where the database is.
 const CHILD_ENV: &str = "HELPDESK_CRASH_CHILD_DIR";
+/// Starts an acknowledgement line. libtest writes `test crash_child ... ` without a newline
+/// before the test runs, so the first acknowledgement does not start its line: the parent
+/// looks for this marker anywhere in a line.
+const ACK: &str = "@ack ";
+/// Starts the report of a write that failed.
+const ERR: &str = "@err ";
 /// Writer threads in the child.
 const CHILD_THREADS: usize = 6;
 /// A child that was never killed (its parent died) stops writing after this long.
@@ -150,10 +156,10 @@ fn child_writer(desk: &Helpdesk, n: usize, started: Instant) {
     }
 }
 
-/// Prints `ACK <op> <id> <version> <status> <priority>` and flushes it to the pipe.
+/// Prints `@ack <op> <id> <version> <status> <priority>` and flushes it to the pipe.
 /// Returns false once stdout is gone (the parent died): time to stop.
 fn ack(op: char, t: &Ticket) -> bool {
-    let line = format!("ACK {op} {} {} {} {}\n", t.id, t.version, t.status, t.priority);
+    let line = format!("{ACK}{op} {} {} {} {}\n", t.id, t.version, t.status, t.priority);
     let mut out = std::io::stdout().lock();
     out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_ok()
 }
@@ -161,7 +167,7 @@ fn ack(op: char, t: &Ticket) -> bool {
 /// Reports a write the library refused; the parent fails the round on it.
 fn nack(op: char, id: Option<TicketId>, e: &Error) {
     let id = id.map_or_else(|| "-".to_owned(), |id| id.to_string());
-    let line = format!("ERR {op} {id} {e}\n");
+    let line = format!("{ERR}{op} {id} {e}\n");
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
 }
@@ -179,7 +185,7 @@ struct Ack {
 }
 
 fn parse_ack(line: &str) -> Option<Ack> {
-    let rest = line.strip_prefix("ACK ")?;
+    let rest = &line[line.find(ACK)? + ACK.len()..];
     let f: Vec<&str> = rest.split(' ').collect();
     let [op, id, version, status, priority] = f[..] else { panic!("malformed acknowledgement {line:?}") };
     let op = match op {
@@ -343,8 +349,8 @@ fn run_round(exe: &Path, db: &Path, kill_after: usize, ledger: &mut Ledger, roun
 
 /// Sorts one line of the child's stdout.
 fn sort_line(line: String, acks: &mut Vec<Ack>, errors: &mut Vec<String>) {
-    if line.starts_with("ERR ") {
-        errors.push(line);
+    if let Some(at) = line.find(ERR) {
+        errors.push(line[at..].to_owned());
     } else if let Some(a) = parse_ack(&line) {
         acks.push(a);
     }
@@ -377,6 +383,9 @@ fn check_database(
 
     // Every acknowledged write is there.
     for (id, e) in &ledger.tickets {
+        // A writer changes only tickets whose creation it acknowledged: if this fails, the
+        // parent missed an acknowledgement line.
+        assert_eq!(e.kinds.get(&1), Some(&'C'), "ticket {id}: changes acknowledged, but not its creation");
         let t = all.get(id).unwrap_or_else(|| {
             panic!("{}", ctx(format!("acknowledged ticket {id} is lost (last acknowledged: {:?})", e.last)))
         });

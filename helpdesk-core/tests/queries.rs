@@ -208,3 +208,50 @@ fn a_cursor_from_the_very_end_yields_an_empty_last_page() {
     assert_eq!(page.tickets[0].id, t.id);
     assert!(page.next_cursor.is_none(), "exactly one ticket fits one page of one");
 }
+
+#[test]
+fn text_search_is_case_insensitive_and_combines_with_filters() {
+    let clock = clock();
+    let desk = desk(&clock);
+    populate(&desk, &clock);
+    let upd = |id: u64, title: &str| {
+        let u = TicketUpdate { title: Some(title.into()), ..Default::default() };
+        desk.update(helpdesk_core::TicketId(id), u, &agent()).unwrap();
+    };
+    upd(10, "Eduroam keeps DROPPING");
+    upd(70, "eduroam login loop");
+    upd(140, "Printer on floor 2");
+    let all = all_tickets(&desk, 150);
+    for f in [
+        Filter { text: Some("EDUROAM".into()), ..Filter::default() },
+        Filter { text: Some("eduroam".into()), status: Some(Status::Open), ..Filter::default() },
+        Filter { text: Some("details".into()), tag: Some("vip".into()), ..Filter::default() },
+        Filter { text: Some("no such words".into()), ..Filter::default() },
+    ] {
+        assert_eq!(page_through(&desk, &f, 2), expected(&all, &f), "{f:?}");
+    }
+    let long = Filter { text: Some("x".repeat(201)), ..Filter::default() };
+    let Err(Error::Validation(e)) = desk.list(&ListQuery::new(long)) else { panic!() };
+    assert!(e.has("text"));
+}
+
+/// A text search that matches only very old tickets stops after `SCAN_BUDGET` entries
+/// with a short page and a cursor, instead of scanning the whole database in one call.
+#[test]
+fn a_sparse_text_search_returns_short_pages_with_a_cursor() {
+    let clock = clock();
+    let desk = desk(&clock);
+    desk.create(NewTicket::new("needle", "old", Category::Other, "a@campus.example", "A"), &requester()).unwrap();
+    for i in 0..helpdesk_core::query::SCAN_BUDGET + 10 {
+        clock.advance(Duration::from_millis(1));
+        desk.create(common::new_ticket(&format!("hay {i}")), &requester()).unwrap();
+    }
+    let f = Filter { text: Some("needle".into()), ..Filter::default() };
+    let first = desk.list(&ListQuery::new(f.clone()).limit(10)).unwrap();
+    assert!(first.tickets.is_empty());
+    let cursor = first.next_cursor.expect("a short page still has a cursor");
+    let second = desk.list(&ListQuery::new(f).limit(10).after(Some(cursor))).unwrap();
+    assert_eq!(second.tickets.len(), 1);
+    assert_eq!(second.tickets[0].title, "needle");
+    assert!(second.next_cursor.is_none());
+}

@@ -29,6 +29,13 @@ pub(crate) const IMPORT_IN_PROGRESS: &[u8] = b"import_in_progress";
 pub(crate) const HEARTBEAT: &[u8] = b"heartbeat";
 /// `meta` key prefix of the counters: `count/<counter name> -> u64 BE`.
 pub(crate) const COUNTER_PREFIX: &[u8] = b"count/";
+/// `meta` key prefix of idempotency keys:
+/// `idem/<key> -> TicketId(u64 BE) ++ RequestSha256([u8; 32])`.
+pub(crate) const IDEMPOTENCY_PREFIX: &[u8] = b"idem/";
+
+pub(crate) fn idempotency_key(key: &str) -> Vec<u8> {
+    [IDEMPOTENCY_PREFIX, key.as_bytes()].concat()
+}
 
 /// Secondary indexes, by the tag byte their keys start with.
 ///

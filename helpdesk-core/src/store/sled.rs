@@ -39,7 +39,7 @@ use crate::clock::Timestamp;
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
 use crate::history::Event;
-use crate::query::{Cursor, ListQuery, Page};
+use crate::query::{Cursor, ListQuery, Page, SCAN_BUDGET};
 use crate::snapshot::{self, Header, Record, SnapshotReader, SnapshotSummary, SnapshotWriter, SNAPSHOT_FORMAT};
 use crate::stats::{Counter, Counters, Stats};
 use crate::ticket::{Ticket, TicketId};
@@ -271,14 +271,20 @@ impl SledStore {
             None => u128::MAX,
         };
         let mut tickets = Vec::with_capacity(q.limit + 1);
+        let mut examined = 0;
         while tickets.len() <= q.limit {
             let Some(found) = self.next_match(&prefixes, lo, hi)? else { break };
-            let (_, id) = keys::parse_suffix(&found.to_be_bytes()).unwrap_or((Timestamp::EPOCH, TicketId(0)));
+            let (created, id) = keys::parse_suffix(&found.to_be_bytes()).unwrap_or((Timestamp::EPOCH, TicketId(0)));
             match self.get(id)? {
                 Some(t) if q.filter.matches(&t) => tickets.push(t),
-                // Changed since the index was read (or the index disagrees with the
-                // ticket, which `verify` reports): not part of this listing.
+                // Changed since the index was read, rejected by the text condition, or an
+                // index entry that disagrees with its ticket (which `verify` reports).
                 _ => {}
+            }
+            examined += 1;
+            if examined >= SCAN_BUDGET && tickets.len() < q.limit {
+                // A text search that found little: stop here, let the caller continue.
+                return Ok(Page { tickets, next_cursor: Some(Cursor::at(created, id)) });
             }
             match found.checked_add(1) {
                 Some(next) => lo = next,
@@ -350,18 +356,47 @@ impl SledStore {
     // ---- writes ------------------------------------------------------------------------
 
     /// Creates a ticket with the next id; `build` turns the id into the ticket and its
-    /// creation event.
-    pub(crate) fn create(&self, build: impl FnOnce(TicketId) -> (Ticket, Event)) -> Result<Ticket> {
-        let ticket = {
+    /// creation event. With an idempotency `(key, request fingerprint)`, a key seen before
+    /// returns the ticket it created (`false`: not created now) if the fingerprint matches,
+    /// and [`Error::IdempotencyConflict`] if not; a new key is stored in the same
+    /// transaction as the ticket.
+    pub(crate) fn create(
+        &self,
+        idempotency: Option<(&str, [u8; 32])>,
+        build: impl FnOnce(TicketId) -> (Ticket, Event),
+    ) -> Result<(Ticket, bool)> {
+        let result = {
             let mut w = lock(&self.writer);
+            let mut remember = None;
+            if let Some((key, fingerprint)) = idempotency {
+                let k = keys::idempotency_key(key);
+                match self.trees.meta.get(&k)? {
+                    Some(v) => {
+                        let id = v.get(..8).and_then(keys::u64_of).map(TicketId);
+                        let (Some(id), Some(seen)) = (id, v.get(8..)) else {
+                            return Err(Error::corrupt(keys::describe(keys::META, &k), "malformed idempotency record"));
+                        };
+                        if seen != fingerprint {
+                            return Err(Error::IdempotencyConflict { key: key.to_owned() });
+                        }
+                        let existing = self.get_existing(id)?;
+                        drop(w);
+                        // The first request may still be waiting for its flush.
+                        self.durable()?;
+                        return Ok((existing, false));
+                    }
+                    None => remember = Some((k, [&w.next_id.to_be_bytes()[..], &fingerprint[..]].concat())),
+                }
+            }
             let id = TicketId(w.next_id);
             let (ticket, event) = build(id);
-            self.commit(&w, None, &ticket, &event, Some(w.next_id + 1))?;
+            let extra = remember.as_ref().map(|(k, v)| (k.as_slice(), v.as_slice()));
+            self.commit(&w, None, &ticket, &event, Some(w.next_id + 1), extra)?;
             w.next_id += 1;
-            ticket
+            (ticket, true)
         };
         self.durable()?;
-        Ok(ticket)
+        Ok(result)
     }
 
     /// Changes a ticket: `change` gets the current version and returns the next one with
@@ -378,7 +413,7 @@ impl SledStore {
             match change(&old)? {
                 None => return Ok((old, None)),
                 Some((new, event)) => {
-                    self.commit(&w, Some(&old), &new, &event, None)?;
+                    self.commit(&w, Some(&old), &new, &event, None, None)?;
                     (new, Some(event))
                 }
             }
@@ -387,8 +422,9 @@ impl SledStore {
         Ok(result)
     }
 
-    /// Writes one ticket version, its event, its index changes and counter changes in
-    /// one transaction. The caller holds the writer mutex (`w`).
+    /// Writes one ticket version, its event, its index changes and counter changes (and
+    /// an `extra` meta entry, for idempotency keys) in one transaction. The caller holds
+    /// the writer mutex (`w`).
     fn commit(
         &self,
         w: &Writer,
@@ -396,6 +432,7 @@ impl SledStore {
         new: &Ticket,
         event: &Event,
         next_id: Option<u64>,
+        extra: Option<(&[u8], &[u8])>,
     ) -> Result<()> {
         let old_keys = old.map(keys::index_keys).unwrap_or_default();
         let new_keys = keys::index_keys(new);
@@ -439,6 +476,9 @@ impl SledStore {
                 }
                 if let Some(n) = next_id {
                     meta.insert(keys::NEXT_TICKET_ID, &n.to_be_bytes())?;
+                }
+                if let Some((k, v)) = extra {
+                    meta.insert(k, v)?;
                 }
                 if let Some(old_bytes) = &old_bytes {
                     for k in &preimages {
