@@ -163,6 +163,7 @@ impl From<sled::Error> for Error {
 
 /// One invalid field: its name (e.g. `title`, `tags[2]`), a stable machine-readable code,
 /// and a human message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     /// Name of the field as it appears in the input.

@@ -9,6 +9,7 @@ use crate::clock::Timestamp;
 use crate::ticket::{Actor, TicketId, Visibility};
 
 /// One change to a ticket.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// The ticket changed.
@@ -42,6 +43,7 @@ impl Event {
 }
 
 /// The sort of change an [`Event`] records.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -54,6 +56,7 @@ pub enum EventKind {
 }
 
 /// One field's old and new value.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// Field name as in [`crate::Ticket`].
@@ -65,6 +68,7 @@ pub struct FieldChange {
 }
 
 /// A comment on a ticket.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Comment {
     /// The text.

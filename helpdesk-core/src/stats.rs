@@ -138,6 +138,7 @@ impl Counters {
 }
 
 /// Ticket statistics, read in O(1) from maintained counters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
     /// All tickets.

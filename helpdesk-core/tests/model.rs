@@ -224,7 +224,11 @@ fn check(desk: &Helpdesk, clock: &common::ManualClockRef, model: &[M], step: usi
         Filter { status: Some(Status::InProgress), tag: Some("wifi".into()), ..Filter::default() },
         Filter { assigned_to: Some("bob".into()), ..Filter::default() },
         Filter { unassigned: true, priority: Some(Priority::High), ..Filter::default() },
-        Filter { category: Some(Category::Network), submitter_email: Some("ADA@campus.example".into()), ..Filter::default() },
+        Filter {
+            category: Some(Category::Network),
+            submitter_email: Some("ADA@campus.example".into()),
+            ..Filter::default()
+        },
     ];
     for f in filters {
         let mut want: Vec<&M> = model

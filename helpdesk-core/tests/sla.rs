@@ -36,10 +36,8 @@ fn due_times_follow_the_policy_for_each_priority() {
 #[test]
 fn a_custom_policy_applies_and_a_nonsensical_one_is_refused() {
     let clock = clock();
-    let mut sla = SlaPolicy {
-        critical: SlaTarget { first_response: 15 * MIN, resolution: 2 * HOUR },
-        ..SlaPolicy::default()
-    };
+    let mut sla =
+        SlaPolicy { critical: SlaTarget { first_response: 15 * MIN, resolution: 2 * HOUR }, ..SlaPolicy::default() };
     let config = Config::default().durability(Durability::Relaxed).clock(clock.clone()).sla(sla);
     let desk = Helpdesk::temporary(config.clone()).unwrap();
     let t = desk.create(new_ticket("T").priority(Priority::Critical), &requester()).unwrap();

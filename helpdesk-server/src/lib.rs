@@ -1,0 +1,111 @@
+//! The helpdesk HTTP server: Rocket around [`helpdesk_core`].
+//!
+//! [`build`] assembles a `Rocket<Build>` from a figment, so tests construct servers with
+//! their own temporary configuration and run them in parallel; `main.rs` only parses the
+//! command line, installs logging and launches.
+//!
+//! * [`config`] — figment sources and [`config::AppConfig`].
+//! * [`auth`] — bearer tokens, roles, request guards.
+//! * [`error`] — [`error::ApiError`], the one JSON error shape, and the catchers.
+//! * [`telemetry`] — Prometheus metrics (OpenTelemetry), JSON logs, request ids.
+//! * [`api`] — the routes, one module per area, and the OpenAPI document.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use helpdesk_core::{Config, Helpdesk};
+use rocket::fairing::AdHoc;
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+use utoipa::OpenApi;
+
+use crate::auth::Tokens;
+use crate::error::ApiError;
+use crate::telemetry::{Metrics, RequestTelemetry};
+
+/// Name of the sled database directory inside the data directory.
+pub const DB_DIR: &str = "db";
+
+/// Everything a request handler needs; one per Rocket instance.
+pub struct AppState {
+    pub desk: Helpdesk,
+    pub tokens: Tokens,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    pub openapi: String,
+    pub config: config::AppConfig,
+}
+
+/// Runs a blocking engine call off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> helpdesk_core::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    rocket::tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?.map_err(ApiError::from)
+}
+
+async fn init_state(figment: &Figment) -> Result<AppState, String> {
+    let config = config::extract(figment).map_err(|e| format!("configuration: {e}"))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    let tokens = Tokens::load(config.tokens_file.as_deref(), &config.data_dir)?;
+    let metrics = Arc::new(Metrics::new()?);
+    let core = Config {
+        durability: config.durability,
+        sla: config.sla,
+        cache_capacity: config.cache_capacity,
+        flush_observer: Some(metrics.flush_observer()),
+        ..Config::default()
+    };
+    let path = config.data_dir.join(DB_DIR);
+    let desk = rocket::tokio::task::spawn_blocking(move || Helpdesk::open(&path, core))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    tracing::info!(data_dir = %config.data_dir.display(), schema_version = desk.schema_version(),
+        durability = ?config.durability, "database open");
+    metrics.observe_database(&desk);
+    let openapi = api::openapi::ApiDoc::openapi().to_pretty_json().map_err(|e| e.to_string())?;
+    Ok(AppState { desk, tokens, metrics, started: Instant::now(), openapi, config })
+}
+
+/// The server, ready to ignite: routes, catchers, state (opened on ignite) and fairings.
+pub fn build(figment: Figment) -> Rocket<Build> {
+    rocket::custom(figment)
+        .attach(AdHoc::try_on_ignite("helpdesk state", |rocket| async move {
+            match init_state(rocket.figment()).await {
+                Ok(state) => {
+                    let telemetry = RequestTelemetry(state.metrics.clone());
+                    Ok(rocket.manage(state).attach(telemetry))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start");
+                    eprintln!("helpdesk-server: {e}");
+                    Err(rocket)
+                }
+            }
+        }))
+        .attach(AdHoc::on_shutdown("flush the database", |rocket| {
+            Box::pin(async move {
+                if let Some(state) = rocket.state::<AppState>() {
+                    let desk = state.desk.clone();
+                    match rocket::tokio::task::spawn_blocking(move || desk.flush()).await {
+                        Ok(Ok(())) => tracing::info!("shutdown: database flushed"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "shutdown: flush failed"),
+                        Err(e) => tracing::error!(error = %e, "shutdown: flush task failed"),
+                    }
+                }
+            })
+        }))
+        .mount("/", api::health::routes())
+        .mount("/", api::tickets::routes())
+        .mount("/", api::metrics::routes())
+        .mount("/", api::admin::routes())
+        .mount("/", api::openapi::routes())
+        .register("/", error::catchers::all())
+}
