@@ -90,6 +90,13 @@ pub fn build(figment: Figment) -> Rocket<Build> {
                 }
             }
         }))
+        .attach(AdHoc::on_liftoff("announce the address", |rocket| {
+            Box::pin(async move {
+                let c = rocket.config();
+                // Tests and scripts that ask for port 0 read the real port from this line.
+                tracing::info!(address = %c.address, port = c.port, "listening");
+            })
+        }))
         .attach(AdHoc::on_shutdown("flush the database", |rocket| {
             Box::pin(async move {
                 if let Some(state) = rocket.state::<AppState>() {
