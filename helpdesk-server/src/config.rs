@@ -4,16 +4,17 @@
 //! Rocket's own keys (`address`, `port`, `limits`, `shutdown`, ...) sit beside ours, so
 //! `HELPDESK_PORT=9000` and `HELPDESK_DATA_DIR=/var/lib/helpdesk` both work.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use helpdesk_core::{Durability, SlaPolicy};
 use rocket::figment::providers::{Env, Format, Serialized, Toml};
-use rocket::figment::{Figment, Provider};
+use rocket::figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// Our part of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct AppConfig {
     /// Directory of the sled database; the bootstrap admin token is kept beside it.
     pub data_dir: PathBuf,
@@ -81,19 +82,31 @@ pub fn figment() -> Figment {
         .merge(Env::prefixed("HELPDESK_").ignore(&["CONFIG"]).global())
 }
 
-/// Extracts our configuration, refusing unknown keys (a typo must not go unnoticed).
-pub fn extract(figment: &Figment) -> Result<AppConfig, rocket::figment::Error> {
-    let mut ours = Figment::new();
-    let data = figment.data()?;
-    let profile = figment.profile().clone();
-    if let Some(dict) = data.get(&profile) {
-        for (key, value) in dict {
-            if !ROCKET_KEYS.contains(&key.as_str()) {
-                ours = ours.merge((key.as_str(), value.clone()));
-            }
+/// Extracts our configuration. Unknown keys in a configuration file are errors (a typo
+/// must not go unnoticed); unknown `HELPDESK_*` environment variables are returned as
+/// warnings, since platforms inject variables of their own (Kubernetes adds
+/// `<SERVICE>_PORT` for every Service, so a Service named `helpdesk` sets `HELPDESK_PORT`;
+/// set `enableServiceLinks: false` on the pod).
+pub fn extract(figment: &Figment) -> Result<(AppConfig, Vec<String>), rocket::figment::Error> {
+    let config: AppConfig = figment.extract()?;
+    config.sla.validate().map_err(|e| rocket::figment::Error::from(format!("sla: {e}")))?;
+    let ours = serde_json::to_value(AppConfig::default()).unwrap_or_default();
+    let known = |k: &str| ROCKET_KEYS.contains(&k) || ours.get(k).is_some();
+    let all: BTreeMap<String, rocket::figment::value::Value> = figment.extract()?;
+    let mut warnings = Vec::new();
+    for key in all.keys().filter(|k| !known(k)) {
+        let source = figment
+            .find_metadata(key)
+            .map(|m| match &m.source {
+                Some(src) => format!("{} {src}", m.name),
+                None => m.name.to_string(),
+            })
+            .unwrap_or_default();
+        if source.to_lowercase().contains("environment") {
+            warnings.push(format!("ignoring unknown setting {key:?} from {source}"));
+        } else {
+            return Err(rocket::figment::Error::from(format!("unknown setting {key:?} in {source}")));
         }
     }
-    let config: AppConfig = Figment::from(Serialized::defaults(AppConfig::default())).merge(ours).extract()?;
-    config.sla.validate().map_err(|e| rocket::figment::Error::from(format!("sla: {e}")))?;
-    Ok(config)
+    Ok((config, warnings))
 }

@@ -50,7 +50,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 async fn init_state(figment: &Figment) -> Result<AppState, String> {
-    let config = config::extract(figment).map_err(|e| format!("configuration: {e}"))?;
+    let (config, warnings) = config::extract(figment).map_err(|e| format!("configuration: {e}"))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
     let tokens = Tokens::load(config.tokens_file.as_deref(), &config.data_dir)?;

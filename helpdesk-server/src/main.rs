@@ -30,7 +30,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let figment = helpdesk_server::config::figment();
-    let config = match helpdesk_server::config::extract(&figment) {
+    let (config, warnings) = match helpdesk_server::config::extract(&figment) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("helpdesk-server: invalid configuration: {e}");
@@ -42,6 +42,9 @@ fn main() -> ExitCode {
             if let Err(e) = figment.extract::<rocket::Config>() {
                 eprintln!("helpdesk-server: invalid configuration: {e}");
                 return ExitCode::from(2);
+            }
+            for w in &warnings {
+                eprintln!("helpdesk-server: warning: {w}");
             }
             println!("configuration ok: data_dir={}", config.data_dir.display());
             ExitCode::SUCCESS

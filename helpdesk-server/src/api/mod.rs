@@ -48,6 +48,10 @@ impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
             }
             Err(e) => return fail(ApiError::bad_request(format!("cannot read the body: {e}"))),
         };
+        // Syntax first, so malformed JSON is always a 400 whatever its shape.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            return fail(ApiError::new(Status::BadRequest, "malformed_json", format!("malformed JSON: {e}")));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(&mut de) {
             Ok(v) => match de.end() {
