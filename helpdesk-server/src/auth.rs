@@ -33,17 +33,21 @@ pub enum Role {
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// Login or display name, recorded as the actor of changes.
     pub name: String,
+    /// What the token may do.
     pub role: Role,
     /// For reporters: the address their tickets are filed under.
     pub email: Option<String>,
 }
 
 impl Principal {
+    /// Staff (agent or admin) see and change every ticket.
     pub fn is_staff(&self) -> bool {
         matches!(self.role, Role::Admin | Role::Agent)
     }
 
+    /// The actor recorded on the events this caller causes.
     pub fn actor(&self) -> helpdesk_core::Actor {
         match self.role {
             Role::Reporter => helpdesk_core::Actor::requester(&self.name),
@@ -83,6 +87,7 @@ struct Known {
 /// The configured tokens.
 pub struct Tokens(Vec<Known>);
 
+/// SHA-256 of a token.
 pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }

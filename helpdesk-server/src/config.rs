@@ -87,12 +87,12 @@ pub fn figment() -> Figment {
 /// warnings, since platforms inject variables of their own (Kubernetes adds
 /// `<SERVICE>_PORT` for every Service, so a Service named `helpdesk` sets `HELPDESK_PORT`;
 /// set `enableServiceLinks: false` on the pod).
-pub fn extract(figment: &Figment) -> Result<(AppConfig, Vec<String>), rocket::figment::Error> {
-    let config: AppConfig = figment.extract()?;
-    config.sla.validate().map_err(|e| rocket::figment::Error::from(format!("sla: {e}")))?;
+pub fn extract(figment: &Figment) -> Result<(AppConfig, Vec<String>), String> {
+    let config: AppConfig = figment.extract().map_err(|e| e.to_string())?;
+    config.sla.validate().map_err(|e| format!("sla: {e}"))?;
     let ours = serde_json::to_value(AppConfig::default()).unwrap_or_default();
     let known = |k: &str| ROCKET_KEYS.contains(&k) || ours.get(k).is_some();
-    let all: BTreeMap<String, rocket::figment::value::Value> = figment.extract()?;
+    let all: BTreeMap<String, rocket::figment::value::Value> = figment.extract().map_err(|e| e.to_string())?;
     let mut warnings = Vec::new();
     for key in all.keys().filter(|k| !known(k)) {
         let source = figment
@@ -105,7 +105,7 @@ pub fn extract(figment: &Figment) -> Result<(AppConfig, Vec<String>), rocket::fi
         if source.to_lowercase().contains("environment") {
             warnings.push(format!("ignoring unknown setting {key:?} from {source}"));
         } else {
-            return Err(rocket::figment::Error::from(format!("unknown setting {key:?} in {source}")));
+            return Err(format!("unknown setting {key:?} in {source}"));
         }
     }
     Ok((config, warnings))

@@ -14,9 +14,13 @@ use serde_json::{json, Value};
 /// An error response: `{"error": {"code", "message", "details"}}` with a status.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// HTTP status.
     pub status: Status,
+    /// Stable machine-readable code.
     pub code: &'static str,
+    /// Human message (never internal details).
     pub message: String,
+    /// Structured details (e.g. the bad fields), or null.
     pub details: Value,
     /// Methods allowed on the path (for 405).
     pub allow: Option<String>,
@@ -25,6 +29,7 @@ pub struct ApiError {
 /// The error document (for OpenAPI).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// The error.
     pub error: ErrorObject,
 }
 
@@ -42,23 +47,28 @@ pub struct ErrorObject {
 }
 
 impl ApiError {
+    /// An error with a status, code and message.
     pub fn new(status: Status, code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, code, message: message.into(), details: Value::Null, allow: None }
     }
 
+    /// Adds structured details.
     pub fn details(mut self, details: Value) -> Self {
         self.details = details;
         self
     }
 
+    /// A 400 for a malformed request.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(Status::BadRequest, "bad_request", message)
     }
 
+    /// A 401: no valid credentials.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(Status::Unauthorized, "unauthorized", message)
     }
 
+    /// A 403: valid credentials, insufficient role.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(Status::Forbidden, "forbidden", message)
     }
@@ -139,6 +149,7 @@ pub mod catchers {
 
     use super::{ApiError, GuardError};
 
+    /// Every catcher, to register at `/`.
     pub fn all() -> Vec<Catcher> {
         catchers![not_found, default]
     }

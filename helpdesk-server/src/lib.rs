@@ -34,11 +34,17 @@ pub const DB_DIR: &str = "db";
 
 /// Everything a request handler needs; one per Rocket instance.
 pub struct AppState {
+    /// The ticket engine.
     pub desk: Helpdesk,
+    /// The configured bearer tokens.
     pub tokens: Tokens,
+    /// Metric instruments and registry.
     pub metrics: Arc<Metrics>,
+    /// When the server started (for uptime).
     pub started: Instant,
+    /// The OpenAPI document, rendered once.
     pub openapi: String,
+    /// The configuration in force.
     pub config: config::AppConfig,
 }
 

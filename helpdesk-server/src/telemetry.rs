@@ -29,6 +29,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Builds the exporter, provider and request instruments.
     pub fn new() -> Result<Self, String> {
         let registry = Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
@@ -158,25 +159,23 @@ pub fn init_logging(filter: &str, log_file: Option<&std::path::Path>) -> Result<
         .map_err(|e| format!("log_level: {e}"))?;
     let json = || fmt::layer().json().flatten_event(true).with_current_span(false).with_span_list(false);
     let mut layers = vec![json().with_writer(std::io::stdout).boxed()];
-    match log_file {
-        Some(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| format!("log_file {}: {e}", path.display()))?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("log_file {}: {e}", path.display()))?;
-            layers.push(json().with_writer(std::sync::Mutex::new(f)).boxed());
+    if let Some(path) = log_file {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("log_file {}: {e}", path.display()))?;
         }
-        None => {}
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("log_file {}: {e}", path.display()))?;
+        layers.push(json().with_writer(std::sync::Mutex::new(f)).boxed());
     }
     tracing_subscriber::registry().with(filter).with(layers).try_init().map_err(|e| format!("logging: {e}"))
 }
 
 /// Per-request bookkeeping kept in the request's local cache.
 pub struct RequestMeta {
+    /// The request id (echoed as `X-Request-Id`).
     pub id: String,
     started: Instant,
 }
@@ -185,6 +184,7 @@ pub struct RequestMeta {
 /// the way out echoes it, logs one access line and records the metrics.
 pub struct RequestTelemetry(pub Arc<Metrics>);
 
+/// The id of the current request (empty outside a request).
 pub fn request_id(req: &Request<'_>) -> String {
     req.local_cache(|| RequestMeta { id: String::new(), started: Instant::now() }).id.clone()
 }

@@ -150,7 +150,7 @@ async fn idempotency_key_replays_the_first_result() {
 async fn bad_bodies_get_400_413_415_and_422_naming_fields() {
     let env = env().await;
     let post = |body: &str, ct: ContentType| {
-        env.client.post("/api/v1/tickets").header(bearer(AGENT)).header(ct).body(body.to_owned()).dispatch()
+        env.client.post("/api/v1/tickets").header(bearer(AGENT)).header(ct).body(body).dispatch()
     };
     error_of(post("{\"title\":", ContentType::JSON).await, Status::BadRequest, "malformed_json").await;
     error_of(post("{} trailing", ContentType::JSON).await, Status::BadRequest, "malformed_json").await;

@@ -11,6 +11,7 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::AppState;
 
+/// The admin routes.
 pub fn routes() -> Vec<Route> {
     routes![snapshot]
 }

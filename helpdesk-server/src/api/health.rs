@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::error::ApiError;
 use crate::{blocking, AppState};
 
+/// The health routes.
 pub fn routes() -> Vec<Route> {
     routes![live, ready]
 }

@@ -9,6 +9,7 @@ use crate::auth::Staff;
 use crate::error::ApiError;
 use crate::{blocking, AppState};
 
+/// The metrics routes.
 pub fn routes() -> Vec<Route> {
     routes![stats, prometheus]
 }

@@ -9,6 +9,7 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorObject};
 use crate::AppState;
 
+/// The OpenAPI document route.
 pub fn routes() -> Vec<Route> {
     routes![document]
 }
@@ -78,6 +79,7 @@ impl Modify for Security {
         (name = "admin", description = "Backups"),
     )
 )]
+/// The API description, assembled from the route attributes.
 pub struct ApiDoc;
 
 /// This document.

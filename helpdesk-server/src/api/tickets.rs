@@ -20,6 +20,7 @@ use crate::auth::{Principal, Staff};
 use crate::error::ApiError;
 use crate::{blocking, AppState};
 
+/// The ticket routes.
 pub fn routes() -> Vec<Route> {
     routes![create, list, get, patch, put, add_comment, history]
 }
@@ -397,11 +398,17 @@ pub async fn patch(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketReplace {
+    /// One-line summary.
     pub title: String,
+    /// Full description.
     pub description: String,
+    /// Category.
     pub category: Category,
+    /// Priority (due times are recomputed when it changes).
     pub priority: Priority,
+    /// Status (a legal transition from the current one, or the same).
     pub status: TicketStatus,
+    /// The whole tag set.
     pub tags: Vec<String>,
     /// Agent, or `null` for unassigned.
     #[serde(default)]
