@@ -29,8 +29,10 @@ pub struct AppConfig {
     pub sla: SlaPolicy,
     /// sled page cache in bytes.
     pub cache_capacity: u64,
-    /// tracing filter for the logs (`RUST_LOG` syntax).
-    pub log_level: String,
+    /// tracing filter for the logs (`RUST_LOG` syntax; `RUST_LOG` itself wins when set).
+    /// Not `log_level`: that key is Rocket's own (and kept `off`, since Rocket logs
+    /// through our subscriber).
+    pub log_filter: String,
 }
 
 impl Default for AppConfig {
@@ -42,7 +44,7 @@ impl Default for AppConfig {
             durability: Durability::Durable,
             sla: SlaPolicy::default(),
             cache_capacity: 64 * 1024 * 1024,
-            log_level: "info,rocket=warn,_=warn".into(),
+            log_filter: "info,rocket=warn,_=warn".into(),
         }
     }
 }

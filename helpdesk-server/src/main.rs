@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => {
-            if let Err(e) = helpdesk_server::telemetry::init_logging(&config.log_level, config.log_file.as_deref()) {
+            if let Err(e) = helpdesk_server::telemetry::init_logging(&config.log_filter, config.log_file.as_deref()) {
                 eprintln!("helpdesk-server: {e}");
                 return ExitCode::from(2);
             }

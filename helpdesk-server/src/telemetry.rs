@@ -156,7 +156,7 @@ pub fn init_logging(filter: &str, log_file: Option<&std::path::Path>) -> Result<
 
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
-        .map_err(|e| format!("log_level: {e}"))?;
+        .map_err(|e| format!("log_filter: {e}"))?;
     let json = || fmt::layer().json().flatten_event(true).with_current_span(false).with_span_list(false);
     let mut layers = vec![json().with_writer(std::io::stdout).boxed()];
     if let Some(path) = log_file {
