@@ -11,6 +11,9 @@
 //! `$HELPDESK_BENCH_DATA/1m/db` (see benches/engine.rs for how the data directory is
 //! found). Ready means: `Helpdesk::open` returned, a first `stats()` and a first page of
 //! 50 open tickets were served. Prints one line of `key=value` pairs.
+//!
+//! `HELPDESK_CACHE_MB` overrides sled's page cache size (default: the engine's 64 MiB), to
+//! see how much of the resident memory is cache.
 
 use std::error::Error;
 use std::fs;
@@ -64,7 +67,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let (rss_before, _) = rss_kib();
     let began = Instant::now();
-    let desk = Helpdesk::open(&path, Config::default())?;
+    let mut config = Config::default();
+    if let Some(mb) = std::env::var("HELPDESK_CACHE_MB").ok().and_then(|v| v.parse::<u64>().ok()) {
+        config.cache_capacity = mb << 20;
+    }
+    let cache_mib = config.cache_capacity >> 20;
+    let desk = Helpdesk::open(&path, config)?;
     let open_ms = ms(began);
     let stats = desk.stats()?;
     let stats_ms = ms(began);
@@ -87,7 +95,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let close_ms = ms(close);
 
     println!(
-        "tickets={} open_backlog={} page={} open_ms={open_ms:.1} first_stats_ms={:.3} first_list_ms={:.1} \
+        "tickets={} cache_mib={cache_mib} open_backlog={} page={} open_ms={open_ms:.1} first_stats_ms={:.3} first_list_ms={:.1} \
          ready_ms={ready_ms:.1} rss_start_mib={:.1} rss_ready_mib={:.1} hwm_ready_mib={:.1} \
          rss_after_100_pages_mib={:.1} hwm_mib={:.1} close_ms={close_ms:.1}",
         stats.total,

@@ -169,7 +169,7 @@ fn export_under_concurrent_writers_is_point_in_time() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let t = if n % 2 == 0 {
+                    let t = if n.is_multiple_of(2) {
                         desk.create(new_ticket(&format!("w{w}-{n}")), &requester()).unwrap()
                     } else {
                         // Update an old ticket the export will have to take as it was.

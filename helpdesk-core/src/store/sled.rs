@@ -31,7 +31,7 @@ use std::sync::Mutex;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Batch, Transactional, Tree};
 
-use super::commit::GroupCommit;
+use super::commit::{flush_to_disk, GroupCommit};
 use super::keys;
 use super::migrate;
 use super::{decode, encode, lock};
@@ -124,6 +124,9 @@ impl BreachCache {
 
 pub(crate) struct SledStore {
     trees: Trees,
+    /// sled's log file, opened to `fdatasync` it (see [`super::commit`]); `None` for
+    /// temporary databases.
+    log: Option<std::fs::File>,
     writer: Mutex<Writer>,
     derived: Mutex<Derived>,
     commit: Option<GroupCommit>,
@@ -170,12 +173,23 @@ impl SledStore {
         };
         let counters = load_counters(&trees.meta)?;
         let breach = BreachCache::new(&trees.index, now)?;
+        // sled keeps its log in `<dir>/db`; any descriptor of the file can fsync it.
+        let log_file = |p: &Path| {
+            std::fs::File::open(p.join("db"))
+                .map_err(|e| Error::Storage(format!("cannot open {} for syncing: {e}", p.join("db").display())))
+        };
+        let log = path.map(log_file).transpose()?;
         let commit = match config.durability {
-            Durability::Durable => Some(GroupCommit::start(trees.db.clone(), config.flush_observer.clone())?),
+            Durability::Durable => Some(GroupCommit::start(
+                trees.db.clone(),
+                path.map(log_file).transpose()?,
+                config.flush_observer.clone(),
+            )?),
             Durability::Relaxed => None,
         };
         Ok(SledStore {
             trees,
+            log,
             writer: Mutex::new(Writer { next_id, snapshots: BTreeMap::new(), next_snapshot: 1 }),
             derived: Mutex::new(Derived { counters, breach }),
             commit,
@@ -199,7 +213,7 @@ impl SledStore {
     pub(crate) fn flush(&self) -> Result<()> {
         match &self.commit {
             Some(c) => c.wait(),
-            None => self.trees.db.flush().map(|_| ()).map_err(Into::into),
+            None => flush_to_disk(&self.trees.db, self.log.as_ref()),
         }
     }
 
@@ -566,11 +580,11 @@ impl SledStore {
             return Err(Error::NotEmpty { tickets });
         }
         self.trees.meta.insert(keys::IMPORT_IN_PROGRESS, &[])?;
-        self.trees.db.flush()?;
+        flush_to_disk(&self.trees.db, self.log.as_ref())?;
         match self.import_records(input) {
             Ok((summary, next_id, counters)) => {
                 self.trees.meta.remove(keys::IMPORT_IN_PROGRESS)?;
-                self.trees.db.flush()?;
+                flush_to_disk(&self.trees.db, self.log.as_ref())?;
                 w.next_id = next_id;
                 let mut d = lock(&self.derived);
                 d.counters = counters;
@@ -584,7 +598,7 @@ impl SledStore {
                 }
                 self.trees.meta.insert(keys::SCHEMA_VERSION, &self.schema_version.to_be_bytes())?;
                 self.trees.meta.insert(keys::NEXT_TICKET_ID, &1u64.to_be_bytes())?;
-                self.trees.db.flush()?;
+                flush_to_disk(&self.trees.db, self.log.as_ref())?;
                 w.next_id = 1;
                 lock(&self.derived).counters = Counters::default();
                 Err(e)
@@ -846,7 +860,7 @@ impl SledStore {
             w.next_id = max_id + 1;
             self.trees.meta.insert(keys::NEXT_TICKET_ID, &w.next_id.to_be_bytes())?;
         }
-        self.trees.db.flush()?;
+        flush_to_disk(&self.trees.db, self.log.as_ref())?;
         d.counters = bulk.counters;
         d.breach = BreachCache::new(&self.trees.index, now)?;
         drop(d);
@@ -862,7 +876,7 @@ impl Drop for SledStore {
         // Stop the flusher first (it flushes what is pending), then flush whatever a
         // relaxed writer left in memory.
         self.commit.take();
-        if let Err(e) = self.trees.db.flush() {
+        if let Err(e) = flush_to_disk(&self.trees.db, self.log.as_ref()) {
             tracing::error!(error = %e, "final flush on close failed");
         }
     }
