@@ -97,6 +97,15 @@ impl utoipa::PartialSchema for Timestamp {
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Timestamp {}
 
+impl Timestamp {
+    /// Parses an RFC 3339 time, clamping times before 1970 to the epoch (useful for
+    /// range filters, where "since 1900" simply means "since the beginning").
+    pub fn parse_clamped(s: &str) -> Result<Self, ParseTimestampError> {
+        let dt = DateTime::parse_from_rfc3339(s.trim()).map_err(|_| ParseTimestampError(s.to_owned()))?;
+        Ok(Timestamp(u64::try_from(dt.timestamp_millis()).unwrap_or(0)))
+    }
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

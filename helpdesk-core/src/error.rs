@@ -16,7 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// * **Caller mistakes** — [`Error::Validation`], [`Error::NotFound`],
 ///   [`Error::InvalidTransition`], [`Error::TicketClosed`], [`Error::VersionConflict`],
-///   [`Error::IdempotencyConflict`],
+///   [`Error::IdempotencyConflict`], [`Error::ResolutionNotesRequired`],
 ///   [`Error::InvalidCursor`], [`Error::NotEmpty`], [`Error::InvalidSnapshot`]: the request
 ///   was wrong and nothing was changed. Fix the input and retry.
 /// * **Database state** — [`Error::Locked`], [`Error::UnsupportedSchema`],
@@ -46,6 +46,10 @@ pub enum Error {
         /// The statuses reachable from `from`, comma separated (empty for `closed`).
         allowed: String,
     },
+
+    /// Resolving needs resolution notes, and neither the change nor the ticket has them.
+    #[error("ticket {0} cannot be resolved without resolution_notes")]
+    ResolutionNotesRequired(TicketId),
 
     /// The ticket is closed; closed tickets are read-only.
     #[error("ticket {0} is closed and can no longer be changed")]
@@ -136,6 +140,7 @@ impl Error {
                 | Error::NotFound(_)
                 | Error::InvalidTransition { .. }
                 | Error::TicketClosed(_)
+                | Error::ResolutionNotesRequired(_)
                 | Error::VersionConflict { .. }
                 | Error::IdempotencyConflict { .. }
                 | Error::InvalidCursor(_)

@@ -24,6 +24,62 @@ pub const TAG_MAX: usize = 32;
 /// Longest e-mail address (RFC 5321 path limit).
 pub const EMAIL_MAX: usize = 254;
 
+/// Regular expressions (ECMA-262) that the OpenAPI schema gives for validated strings,
+/// mirroring the checks below so that generated clients and fuzzers agree with them.
+#[cfg(feature = "openapi")]
+pub mod patterns {
+    /// One line: no control characters, at least one non-space character.
+    pub const LINE: &str =
+        "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+    /// Text: no control characters but tab and line breaks, one non-space character.
+    pub const TEXT: &str = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+    /// An e-mail address as `check_email` accepts it.
+    pub const EMAIL: &str = "^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
+    /// A tag.
+    pub const TAG: &str = "^[A-Za-z0-9._-]{1,32}$";
+}
+
+/// Marker types giving the OpenAPI schema of each kind of validated string (used as
+/// `value_type` on the fields), so every field of a kind documents the same rule.
+#[cfg(feature = "openapi")]
+pub mod schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    macro_rules! string_schema {
+        ($($(#[$m:meta])* $name:ident: $min:expr, $max:expr, $pattern:expr;)+) => {$(
+            $(#[$m])*
+            pub struct $name;
+
+            impl utoipa::PartialSchema for $name {
+                fn schema() -> RefOr<Schema> {
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length($min)
+                        .max_length(Some($max))
+                        .pattern(Some($pattern))
+                        .into()
+                }
+            }
+
+            impl utoipa::ToSchema for $name {}
+        )+};
+    }
+
+    string_schema! {
+        /// A title.
+        Title: Some(1), super::TITLE_MAX, super::patterns::LINE;
+        /// A person's or agent's name.
+        Name: Some(1), super::NAME_MAX, super::patterns::LINE;
+        /// A description, comment or resolution note.
+        Text: Some(1), super::TEXT_MAX, super::patterns::TEXT;
+        /// An e-mail address.
+        Email: None, super::EMAIL_MAX, super::patterns::EMAIL;
+        /// A tag.
+        Tag: Some(1), super::TAG_MAX, super::patterns::TAG;
+    }
+}
+
 /// A ticket's id: monotonic, starting at 1, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -333,8 +389,10 @@ impl Ticket {
 #[serde(deny_unknown_fields)]
 pub struct NewTicket {
     /// One-line summary.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::ticket::schema::Title))]
     pub title: String,
     /// Full description.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::ticket::schema::Text))]
     pub description: String,
     /// What the problem is about.
     pub category: Category,
@@ -342,14 +400,18 @@ pub struct NewTicket {
     #[serde(default)]
     pub priority: Option<Priority>,
     /// Requester's e-mail address.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::ticket::schema::Email))]
     pub submitter_email: String,
     /// Requester's name.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::ticket::schema::Name))]
     pub submitter_name: String,
     /// Agent to assign at once.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::ticket::schema::Name>))]
     pub assigned_to: Option<String>,
     /// Labels.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::ticket::schema::Tag>, max_items = 10))]
     pub tags: Vec<String>,
 }
 
@@ -438,9 +500,11 @@ impl NewTicket {
 pub struct TicketUpdate {
     /// New title.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::ticket::schema::Title>))]
     pub title: Option<String>,
     /// New description.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::ticket::schema::Text>))]
     pub description: Option<String>,
     /// New category.
     #[serde(default)]
@@ -453,12 +517,15 @@ pub struct TicketUpdate {
     pub status: Option<Status>,
     /// `Some(Some(agent))` assigns, `Some(None)` (JSON `null`) unassigns.
     #[serde(default, deserialize_with = "present_or_null")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::ticket::schema::Name>))]
     pub assigned_to: Option<Option<String>>,
     /// Resolution notes.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::ticket::schema::Text>))]
     pub resolution_notes: Option<String>,
     /// Replaces the whole tag set.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::ticket::schema::Tag>>, max_items = 10))]
     pub tags: Option<Vec<String>>,
     /// Expected current version (optimistic concurrency).
     #[serde(default)]
@@ -518,6 +585,7 @@ pub enum Visibility {
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
     /// The text, 1–10 000 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::ticket::schema::Text))]
     pub body: String,
     /// Public (default) or internal.
     #[serde(default)]

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::Timestamp;
-use crate::error::{Error, Result, ValidationErrors};
+use crate::error::{Error, Result};
 use crate::history::{Comment, Event, EventKind, FieldChange};
 use crate::sla::SlaPolicy;
 use crate::ticket::{Actor, ActorKind, NewComment, NewTicket, Status, Ticket, TicketId, TicketUpdate, Visibility};
@@ -163,11 +163,7 @@ pub(crate) fn update(
         match to {
             Status::Resolved => {
                 if t.resolution_notes.is_none() {
-                    return Err(ValidationErrors::single(
-                        "resolution_notes",
-                        "required",
-                        "resolution_notes are required to resolve a ticket",
-                    ));
+                    return Err(Error::ResolutionNotesRequired(old.id));
                 }
                 t.resolved_at = Some(now);
             }

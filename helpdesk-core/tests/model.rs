@@ -150,7 +150,7 @@ fn apply(desk: &Helpdesk, clock: &common::ManualClockRef, model: &mut Vec<M>, op
             } else if !legal(m.status, to) {
                 assert!(matches!(result, Err(Error::InvalidTransition { .. })), "{result:?}");
             } else if to == Status::Resolved && !notes && !m.has_notes {
-                assert!(matches!(result, Err(Error::Validation(_))), "{result:?}");
+                assert!(matches!(result, Err(Error::ResolutionNotesRequired(_))), "{result:?}");
             } else {
                 let reopen = m.status == Status::Resolved && to == Status::Open;
                 m.has_notes = (m.has_notes || notes) && !reopen;

@@ -102,8 +102,9 @@ fn resolving_requires_notes_and_reopening_clears_them() {
     let clock = clock();
     let desk = desk(&clock);
     let t = ticket_in(&desk, Status::InProgress);
-    let Err(Error::Validation(e)) = desk.transition(t.id, Status::Resolved, None, &agent()) else { panic!() };
-    assert!(e.has("resolution_notes"));
+    let err = desk.transition(t.id, Status::Resolved, None, &agent()).unwrap_err();
+    assert!(matches!(err, Error::ResolutionNotesRequired(id) if id == t.id), "{err}");
+    assert!(err.is_client_error());
     assert_eq!(desk.get(t.id).unwrap(), t);
 
     let resolved = desk.transition(t.id, Status::Resolved, Some("Replaced cable".into()), &agent()).unwrap();
@@ -116,7 +117,7 @@ fn resolving_requires_notes_and_reopening_clears_them() {
     let last = desk.history(t.id).unwrap().pop().unwrap();
     assert_eq!(last.change("resolution_notes").unwrap().old, json!("Replaced cable"));
 
-    assert!(matches!(desk.transition(t.id, Status::Resolved, None, &agent()), Err(Error::Validation(_))));
+    assert!(matches!(desk.transition(t.id, Status::Resolved, None, &agent()), Err(Error::ResolutionNotesRequired(_))));
     // Notes may be drafted first and the resolution made later.
     desk.update(t.id, TicketUpdate { resolution_notes: Some("Draft".into()), ..Default::default() }, &agent()).unwrap();
     assert_eq!(desk.transition(t.id, Status::Resolved, None, &agent()).unwrap().status, Status::Resolved);

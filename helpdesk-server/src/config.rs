@@ -90,6 +90,12 @@ pub fn figment() -> Figment {
 /// `<SERVICE>_PORT` for every Service, so a Service named `helpdesk` sets `HELPDESK_PORT`;
 /// set `enableServiceLinks: false` on the pod).
 pub fn extract(figment: &Figment) -> Result<(AppConfig, Vec<String>), String> {
+    // Rocket.toml is optional; a file named explicitly must exist.
+    if let Ok(path) = std::env::var("HELPDESK_CONFIG") {
+        if !std::path::Path::new(&path).is_file() {
+            return Err(format!("HELPDESK_CONFIG names {path:?}, which is not a readable file"));
+        }
+    }
     let config: AppConfig = figment.extract().map_err(|e| e.to_string())?;
     config.sla.validate().map_err(|e| format!("sla: {e}"))?;
     let ours = serde_json::to_value(AppConfig::default()).unwrap_or_default();

@@ -41,8 +41,9 @@ pub struct ErrorObject {
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
-    /// Extra structured information, or `null`.
-    #[schema(value_type = Object, nullable)]
+    /// Extra structured information (for validation errors, a list of
+    /// `{field, code, message}`), or `null`.
+    #[schema(value_type = Value)]
     pub details: Value,
 }
 
@@ -104,6 +105,11 @@ impl From<CoreError> for ApiError {
                     .details(json!({ "from": from, "to": to, "allowed": allowed }))
             }
             CoreError::TicketClosed(_) => Self::new(Status::Conflict, "ticket_closed", message),
+            // State-dependent (the ticket may already carry notes), so a conflict, not a 422.
+            CoreError::ResolutionNotesRequired(_) => Self::new(Status::Conflict, "resolution_notes_required", message)
+                .details(
+                    json!([{ "field": "resolution_notes", "code": "required", "message": "required to resolve" }]),
+                ),
             CoreError::VersionConflict { expected, actual, .. } => {
                 Self::new(Status::Conflict, "version_conflict", message)
                     .details(json!({ "expected": expected, "actual": actual }))

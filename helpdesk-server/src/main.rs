@@ -46,6 +46,14 @@ fn main() -> ExitCode {
             for w in &warnings {
                 eprintln!("helpdesk-server: warning: {w}");
             }
+            // The tokens file is part of the configuration: a bad one must fail here, not at
+            // start. (Without one the bootstrap token is created at start; nothing to check.)
+            if let Some(tokens) = &config.tokens_file {
+                if let Err(e) = helpdesk_server::auth::Tokens::load(Some(tokens), &config.data_dir) {
+                    eprintln!("helpdesk-server: invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             println!("configuration ok: data_dir={}", config.data_dir.display());
             ExitCode::SUCCESS
         }

@@ -228,10 +228,9 @@ async fn updates_enforce_workflow_and_optimistic_concurrency() {
     // Illegal transition: 409 naming it.
     let body = error_of(patch(json!({"status": "waiting"}), None).await, Status::Conflict, "invalid_transition").await;
     assert_eq!(body["error"]["details"]["from"], "open");
-    // Resolving without notes: 422 on resolution_notes.
+    // Resolving without notes: a conflict with the ticket's state, naming resolution_notes.
     let body =
-        error_of(patch(json!({"status": "resolved"}), None).await, Status::UnprocessableEntity, "validation_failed")
-            .await;
+        error_of(patch(json!({"status": "resolved"}), None).await, Status::Conflict, "resolution_notes_required").await;
     assert_eq!(body["error"]["details"][0]["field"], "resolution_notes");
     // If-Match: right tag applies, stale tag is 412 with the current tag.
     let ok = patch(json!({"status": "in_progress"}), Some("\"v1\"")).await;
@@ -248,8 +247,13 @@ async fn updates_enforce_workflow_and_optimistic_concurrency() {
     let body =
         error_of(patch(json!({"title": "z", "version": 1}), None).await, Status::Conflict, "version_conflict").await;
     assert_eq!(body["error"]["details"]["actual"], 3);
-    // Empty update: 422.
-    error_of(patch(json!({}), None).await, Status::UnprocessableEntity, "validation_failed").await;
+    // An empty merge patch changes nothing (200, same version); a JSON array is no object.
+    let same = patch(json!({}), None).await;
+    assert_eq!((same.status(), same.headers().get_one("ETag")), (Status::Ok, Some("\"v3\"")));
+    let body =
+        error_of(patch(json!(["Positional title"]), None).await, Status::UnprocessableEntity, "validation_failed")
+            .await;
+    assert_eq!(body["error"]["details"][0]["field"], "body");
     // PUT replaces the editable fields.
     let put = env
         .client
@@ -271,15 +275,17 @@ async fn updates_enforce_workflow_and_optimistic_concurrency() {
     // Closed tickets are read-only: 409.
     assert_eq!(patch(json!({"status": "closed"}), None).await.status(), Status::Ok);
     error_of(patch(json!({"title": "again"}), None).await, Status::Conflict, "ticket_closed").await;
-    // If-None-Match gives 304.
-    let cached = env
-        .client
-        .get("/api/v1/tickets/1")
-        .header(bearer(AGENT))
-        .header(Header::new("If-None-Match", "\"v5\""))
-        .dispatch()
-        .await;
-    assert_eq!(cached.status(), Status::NotModified);
+    // If-None-Match gives 304, with weak comparison.
+    for tag in ["\"v5\"", "W/\"v5\""] {
+        let cached = env
+            .client
+            .get("/api/v1/tickets/1")
+            .header(bearer(AGENT))
+            .header(Header::new("If-None-Match", tag))
+            .dispatch()
+            .await;
+        assert_eq!(cached.status(), Status::NotModified, "{tag}");
+    }
 }
 
 #[rocket::async_test]
@@ -330,6 +336,23 @@ async fn listing_filters_pages_and_scopes_reporters() {
         "invalid_cursor",
     )
     .await;
+    // A repeated parameter is ambiguous; q errors name q.
+    let res = env.client.get("/api/v1/tickets?status=open&status=closed").header(bearer(AGENT)).dispatch().await;
+    assert_eq!(
+        error_of(res, Status::UnprocessableEntity, "validation_failed").await["error"]["details"][0]["field"],
+        "status"
+    );
+    let res = env.client.get(format!("/api/v1/tickets?q={}", "x".repeat(201))).header(bearer(AGENT)).dispatch().await;
+    assert_eq!(
+        error_of(res, Status::UnprocessableEntity, "validation_failed").await["error"]["details"][0]["field"],
+        "q"
+    );
+    // Times before 1970 are clamped, not refused.
+    let old = json_of(
+        env.client.get("/api/v1/tickets?created_from=1900-01-01T00:00:00Z").header(bearer(AGENT)).dispatch().await,
+    )
+    .await;
+    assert_eq!(old["tickets"].as_array().unwrap().len(), 7);
     // Text search and time filters.
     let page = json_of(
         env.client

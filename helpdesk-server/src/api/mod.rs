@@ -52,6 +52,13 @@ impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
             return fail(ApiError::new(Status::BadRequest, "malformed_json", format!("malformed JSON: {e}")));
         }
+        // serde would accept an array for a struct (fields by position): only objects here.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return fail(
+                ApiError::new(Status::UnprocessableEntity, "validation_failed", "the body must be a JSON object")
+                    .details(json!([{ "field": "body", "code": "invalid", "message": "expected a JSON object" }])),
+            );
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(&mut de) {
             Ok(v) => match de.end() {

@@ -72,7 +72,8 @@ fn location(id: TicketId) -> String {
 #[utoipa::path(
     post, path = "/api/v1/tickets", tag = "tickets",
     request_body = NewTicket,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body create one ticket")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+            description = "Makes retries safe: the same key and body create one ticket")),
     responses(
         (status = 201, description = "Created (or replayed)", body = Ticket,
          headers(("Location" = String, description = "URL of the ticket"), ("ETag" = String, description = "Version tag"))),
@@ -128,15 +129,31 @@ pub struct ListParams {
     #[param(value_type = Option<Priority>)]
     priority: Option<String>,
     /// Only tickets assigned to this agent.
+    #[param(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     assigned_to: Option<String>,
     /// `true`: only unassigned tickets.
     #[param(value_type = Option<bool>)]
     unassigned: Option<String>,
     /// Only tickets from this submitter (case-insensitive). Reporters always see only their own.
+    #[param(
+        min_length = 1,
+        max_length = 254,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     submitter_email: Option<String>,
     /// Only tickets with this tag.
+    #[param(min_length = 1, max_length = 32, pattern = "^[A-Za-z0-9._-]{1,32}$")]
     tag: Option<String>,
     /// Text that the title or description must contain (case-insensitive).
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     q: Option<String>,
     /// Only tickets created at or after this RFC 3339 time.
     #[param(value_type = Option<String>, format = DateTime)]
@@ -148,6 +165,7 @@ pub struct ListParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$")]
     cursor: Option<String>,
 }
 
@@ -156,9 +174,9 @@ pub struct ListParams {
 pub struct TicketPage {
     /// Tickets, newest first.
     pub tickets: Vec<Ticket>,
-    /// Cursor of the next page; absent on the last page.
+    /// Cursor of the next page; `null` on the last page.
     pub next_cursor: Option<String>,
-    /// URL of the next page; absent on the last page.
+    /// URL of the next page; `null` on the last page.
     pub next: Option<String>,
 }
 
@@ -169,6 +187,29 @@ fn parse<T: std::str::FromStr>(field: &str, value: &Option<String>, what: &str) 
             v.trim().parse().map(Some).map_err(|_| ApiError::invalid_field(field, format!("{v:?} is not {what}")))
         }
     }
+}
+
+/// An RFC 3339 time; times before 1970 are clamped to the epoch.
+fn parse_time(field: &str, value: &Option<String>) -> Result<Option<Timestamp>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            Timestamp::parse_clamped(v)
+                .map_err(|_| ApiError::invalid_field(field, format!("{v:?} is not an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+/// A parameter given twice is ambiguous: refuse it rather than pick one.
+fn reject_repeated(uri: &Origin<'_>) -> Result<(), ApiError> {
+    let mut seen = BTreeSet::new();
+    for pair in uri.query().map(|q| q.as_str()).unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let name = pair.split('=').next().unwrap_or(pair);
+        if !seen.insert(name) {
+            return Err(ApiError::invalid_field(name, "given more than once"));
+        }
+    }
+    Ok(())
 }
 
 fn parse_enum<T: std::str::FromStr<Err = helpdesk_core::Error>>(value: &Option<String>) -> Result<Option<T>, ApiError> {
@@ -201,8 +242,8 @@ impl ListParams {
             submitter_email,
             tag: self.tag.clone(),
             text: self.q.clone(),
-            created_from: parse::<Timestamp>("created_from", &self.created_from, "an RFC 3339 time")?,
-            created_before: parse::<Timestamp>("created_before", &self.created_before, "an RFC 3339 time")?,
+            created_from: parse_time("created_from", &self.created_from)?,
+            created_before: parse_time("created_before", &self.created_before)?,
         };
         let limit = parse::<usize>("limit", &self.limit, "a page size")?.unwrap_or(helpdesk_core::query::DEFAULT_LIMIT);
         let cursor = self.cursor.as_deref().map(str::parse::<Cursor>).transpose()?;
@@ -245,9 +286,19 @@ pub async fn list(
     params: ListParams,
 ) -> Result<Json<TicketPage>, ApiError> {
     let who = who?;
+    reject_repeated(uri)?;
     let query = params.to_query(&who)?;
     let desk = state.desk.clone();
-    let page = blocking(move || desk.list(&query)).await?;
+    let page = blocking(move || desk.list(&query)).await.map_err(|mut e| {
+        // The engine calls the text condition `text`; here it is the `q` parameter.
+        if let Some(fields) = e.details.as_array_mut() {
+            for f in fields.iter_mut().filter(|f| f["field"] == "text") {
+                f["field"] = "q".into();
+                e.message = e.message.replace("text", "q");
+            }
+        }
+        e
+    })?;
     let next_cursor = page.next_cursor.map(|c| c.to_string());
     let next = next_cursor.as_deref().map(|c| next_url(uri, c));
     Ok(Json(TicketPage { tickets: page.tickets, next_cursor, next }))
@@ -263,13 +314,11 @@ async fn visible(state: &AppState, who: &Principal, id: TicketId) -> Result<Tick
     Ok(t)
 }
 
-/// Get one ticket. `If-None-Match` with its current `ETag` gives 304.
+/// Get one ticket. `If-None-Match` with its current `ETag` gives 304 (conditional
+/// request headers follow RFC 9110 and are not listed as parameters).
 #[utoipa::path(
     get, path = "/api/v1/tickets/{id}", tag = "tickets",
-    params(
-        ("id" = u64, Path, description = "Ticket id", minimum = 1),
-        ("If-None-Match" = Option<String>, Header, description = "ETag of a cached copy"),
-    ),
+    params(("id" = u64, Path, description = "Ticket id", minimum = 1)),
     responses(
         (status = 200, description = "The ticket", body = Ticket, headers(("ETag" = String, description = "Version tag"))),
         (status = 304, description = "Not modified since the given ETag"),
@@ -290,7 +339,12 @@ pub async fn get(
     let who = who?;
     let t = visible(state, &who, id?.0).await?;
     let tag = etag(&t);
-    if if_none_match.0.as_deref().is_some_and(|h| h.split(',').any(|v| v.trim() == tag || v.trim() == "*")) {
+    // If-None-Match uses weak comparison: W/"v3" matches "v3".
+    let matches = |v: &str| {
+        let v = v.trim();
+        v == "*" || v.strip_prefix("W/").unwrap_or(v) == tag
+    };
+    if if_none_match.0.as_deref().is_some_and(|h| h.split(',').any(matches)) {
         return Ok(TicketResponse {
             status: Status::NotModified,
             ticket: None,
@@ -325,6 +379,22 @@ async fn apply_update(
     mut update: TicketUpdate,
 ) -> Result<TicketResponse, ApiError> {
     let precondition = if_match.0.as_deref().and_then(if_match_versions);
+    if update.is_empty() {
+        // An empty merge patch changes nothing: answer with the ticket as it is.
+        let current = visible(state, &who, id).await?;
+        if precondition.as_ref().is_some_and(|accepted| !accepted.contains(&current.version)) {
+            return Err(precondition_failed(current.version));
+        }
+        if update.version.is_some_and(|v| v != current.version) {
+            return Err(helpdesk_core::Error::VersionConflict {
+                id,
+                expected: update.version.unwrap_or(0),
+                actual: current.version,
+            }
+            .into());
+        }
+        return Ok(TicketResponse::ok(current));
+    }
     if let Some(accepted) = &precondition {
         let current = visible(state, &who, id).await?;
         if !accepted.contains(&current.version) {
@@ -361,10 +431,7 @@ fn precondition_failed(actual: u64) -> ApiError {
 #[utoipa::path(
     patch, path = "/api/v1/tickets/{id}", tag = "tickets",
     request_body = TicketUpdate,
-    params(
-        ("id" = u64, Path, description = "Ticket id", minimum = 1),
-        ("If-Match" = Option<String>, Header, description = "ETag the change is based on"),
-    ),
+    params(("id" = u64, Path, description = "Ticket id", minimum = 1)),
     responses(
         (status = 200, description = "The updated ticket", body = Ticket, headers(("ETag" = String, description = "Version tag"))),
         (status = 400, response = crate::api::openapi::BadRequest),
@@ -399,8 +466,10 @@ pub async fn patch(
 #[serde(deny_unknown_fields)]
 pub struct TicketReplace {
     /// One-line summary.
+    #[schema(value_type = helpdesk_core::ticket::schema::Title)]
     pub title: String,
     /// Full description.
+    #[schema(value_type = helpdesk_core::ticket::schema::Text)]
     pub description: String,
     /// Category.
     pub category: Category,
@@ -409,12 +478,15 @@ pub struct TicketReplace {
     /// Status (a legal transition from the current one, or the same).
     pub status: TicketStatus,
     /// The whole tag set.
+    #[schema(value_type = Vec<helpdesk_core::ticket::schema::Tag>, max_items = 10)]
     pub tags: Vec<String>,
     /// Agent, or `null` for unassigned.
     #[serde(default)]
+    #[schema(value_type = Option<helpdesk_core::ticket::schema::Name>)]
     pub assigned_to: Option<String>,
     /// Notes; required when `status` becomes `resolved`.
     #[serde(default)]
+    #[schema(value_type = Option<helpdesk_core::ticket::schema::Text>)]
     pub resolution_notes: Option<String>,
     /// Expected current version (409 on mismatch).
     #[serde(default)]
@@ -425,10 +497,7 @@ pub struct TicketReplace {
 #[utoipa::path(
     put, path = "/api/v1/tickets/{id}", tag = "tickets",
     request_body = TicketReplace,
-    params(
-        ("id" = u64, Path, description = "Ticket id", minimum = 1),
-        ("If-Match" = Option<String>, Header, description = "ETag the change is based on"),
-    ),
+    params(("id" = u64, Path, description = "Ticket id", minimum = 1)),
     responses(
         (status = 200, description = "The updated ticket", body = Ticket, headers(("ETag" = String, description = "Version tag"))),
         (status = 400, response = crate::api::openapi::BadRequest),
