@@ -39,7 +39,7 @@ pub struct Filter {
     pub priority: Option<Priority>,
     /// Only tickets assigned to this agent (exact name).
     pub assigned_to: Option<String>,
-    /// Only unassigned tickets (cannot be combined with `assigned_to`).
+    /// Only unassigned tickets (with `assigned_to` as well, nothing matches).
     pub unassigned: bool,
     /// Only tickets from this submitter (case-insensitive).
     pub submitter_email: Option<String>,
@@ -75,9 +75,6 @@ impl Filter {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let mut errors = ValidationErrors::default();
-        if self.unassigned && self.assigned_to.is_some() {
-            errors.add("unassigned", "conflict", "unassigned cannot be combined with assigned_to");
-        }
         if self.text.as_deref().is_some_and(|q| q.chars().count() > TEXT_QUERY_MAX) {
             errors.add("text", "too_long", format!("text is at most {TEXT_QUERY_MAX} characters"));
         }
@@ -250,8 +247,7 @@ mod tests {
         assert!(e.has("limit"));
         assert!(ListQuery::default().limit(MAX_LIMIT + 1).validate().is_err());
         let f = Filter { unassigned: true, assigned_to: Some("bob".into()), ..Filter::default() };
-        let Err(Error::Validation(e)) = ListQuery::new(f).validate() else { panic!() };
-        assert!(e.has("unassigned"));
+        assert!(ListQuery::new(f).validate().is_ok(), "an empty intersection is not an error");
         let f = Filter { tag: Some(" ".into()), ..Filter::default() };
         assert!(ListQuery::new(f).validate().is_err());
     }

@@ -528,8 +528,18 @@ pub struct TicketUpdate {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::ticket::schema::Tag>>, max_items = 10))]
     pub tags: Option<Vec<String>>,
     /// Expected current version (optimistic concurrency).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral_version")]
     pub version: Option<u64>,
+}
+
+/// A version number; `3.0` is accepted as `3` (JSON does not distinguish them, and JSON
+/// Schema calls both integers).
+pub fn integral_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) if v >= 0.0 && v.fract() == 0.0 && v <= u64::MAX as f64 => Ok(Some(v as u64)),
+        Some(v) => Err(serde::de::Error::custom(format!("{v} is not a version number"))),
+    }
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

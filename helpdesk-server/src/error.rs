@@ -114,9 +114,8 @@ impl From<CoreError> for ApiError {
                 Self::new(Status::Conflict, "version_conflict", message)
                     .details(json!({ "expected": expected, "actual": actual }))
             }
-            CoreError::IdempotencyConflict { .. } => {
-                Self::new(Status::UnprocessableEntity, "idempotency_key_reused", message)
-            }
+            // The key is bound to another request: a conflict with stored state.
+            CoreError::IdempotencyConflict { .. } => Self::new(Status::Conflict, "idempotency_key_reused", message),
             CoreError::InvalidCursor(_) => Self::new(Status::BadRequest, "invalid_cursor", message),
             CoreError::Storage(_) | CoreError::Locked { .. } => {
                 tracing::error!(error = %message, "storage unavailable");

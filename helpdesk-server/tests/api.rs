@@ -133,7 +133,7 @@ async fn idempotency_key_replays_the_first_result() {
     assert_eq!(again.headers().get_one("Idempotent-Replayed"), Some("true"));
     assert_eq!(json_of(again).await["id"], first["id"]);
     let other = send(ticket_body("bob@campus.example")).await;
-    error_of(other, Status::UnprocessableEntity, "idempotency_key_reused").await;
+    error_of(other, Status::Conflict, "idempotency_key_reused").await;
     let bad_key = env
         .client
         .post("/api/v1/tickets")

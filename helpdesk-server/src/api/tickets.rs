@@ -189,6 +189,18 @@ fn parse<T: std::str::FromStr>(field: &str, value: &Option<String>, what: &str) 
     }
 }
 
+/// A one-line text parameter: not blank, no control characters, at most `max` characters.
+fn check_line(field: &str, value: &Option<String>, max: usize) -> Result<(), ApiError> {
+    let Some(v) = value else { return Ok(()) };
+    if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("must be 1 to {max} characters, not blank, without control characters"),
+        ));
+    }
+    Ok(())
+}
+
 /// An RFC 3339 time; times before 1970 are clamped to the epoch.
 fn parse_time(field: &str, value: &Option<String>) -> Result<Option<Timestamp>, ApiError> {
     value
@@ -231,6 +243,16 @@ impl ListParams {
                     return Err(ApiError::forbidden("reporters can only list their own tickets"))
                 }
                 _ => submitter_email = Some(own),
+            }
+        }
+        check_line("assigned_to", &self.assigned_to, 100)?;
+        check_line("submitter_email", &self.submitter_email, 254)?;
+        check_line("q", &self.q, helpdesk_core::query::TEXT_QUERY_MAX)?;
+        if let Some(tag) = &self.tag {
+            let ok = (1..=32).contains(&tag.len())
+                && tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !ok {
+                return Err(ApiError::invalid_field("tag", "a tag is 1 to 32 of a-z, A-Z, 0-9, '.', '_', '-'"));
             }
         }
         let filter = Filter {
@@ -489,7 +511,7 @@ pub struct TicketReplace {
     #[schema(value_type = Option<helpdesk_core::ticket::schema::Text>)]
     pub resolution_notes: Option<String>,
     /// Expected current version (409 on mismatch).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "helpdesk_core::ticket::integral_version")]
     pub version: Option<u64>,
 }
 
