@@ -28,7 +28,7 @@ error_responses! {
     Unauthorized => "Missing, malformed or unknown bearer token",
     Forbidden => "The token's role does not allow this",
     NotFound => "No such ticket",
-    Conflict => "Illegal transition, closed ticket, or stale `version`",
+    Conflict => "Illegal transition, closed ticket, missing resolution notes, stale `version`, or an idempotency key reused for another request",
     PreconditionFailed => "`If-Match` does not match the current ETag",
     TooLarge => "Body larger than the configured limit",
     UnsupportedMediaType => "Body is not application/json",

@@ -80,6 +80,7 @@ fn location(id: TicketId) -> String {
         (status = 400, response = crate::api::openapi::BadRequest),
         (status = 401, response = crate::api::openapi::Unauthorized),
         (status = 403, response = crate::api::openapi::Forbidden),
+        (status = 409, response = crate::api::openapi::Conflict),
         (status = 413, response = crate::api::openapi::TooLarge),
         (status = 415, response = crate::api::openapi::UnsupportedMediaType),
         (status = 422, response = crate::api::openapi::Unprocessable),
