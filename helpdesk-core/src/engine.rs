@@ -109,7 +109,8 @@ impl Helpdesk {
         let new = new.validate()?;
         let now = self.now();
         let sla = self.inner.config.sla;
-        let (t, _) = self.store().create(None, |id| workflow::create(id, new, actor, now, &sla))?;
+        let actor = actor.clone();
+        let (t, _) = self.store().create(None, move |id| workflow::create(id, new, &actor, now, &sla))?;
         Ok(t)
     }
 
@@ -147,7 +148,8 @@ impl Helpdesk {
         .into();
         let now = self.now();
         let sla = self.inner.config.sla;
-        self.store().create(Some((key, fingerprint)), |id| workflow::create(id, new, actor, now, &sla))
+        let actor = actor.clone();
+        self.store().create(Some((key, fingerprint)), move |id| workflow::create(id, new, &actor, now, &sla))
     }
 
     /// The ticket with this id.
@@ -162,7 +164,8 @@ impl Helpdesk {
         let update = update.validate()?;
         let now = self.now();
         let sla = self.inner.config.sla;
-        let (t, _) = self.store().modify(id, |old| workflow::update(old, update, actor, now, &sla))?;
+        let actor = actor.clone();
+        let (t, _) = self.store().modify(id, move |old| workflow::update(old, update, &actor, now, &sla))?;
         Ok(t)
     }
 
@@ -188,7 +191,8 @@ impl Helpdesk {
         actor.validate()?;
         let comment = comment.validate()?;
         let now = self.now();
-        let (t, e) = self.store().modify(id, |old| workflow::comment(old, comment, actor, now).map(Some))?;
+        let actor = actor.clone();
+        let (t, e) = self.store().modify(id, move |old| workflow::comment(old, comment, &actor, now).map(Some))?;
         let e = e.ok_or_else(|| Error::Storage("comment produced no event".into()))?;
         Ok((t, e))
     }

@@ -23,10 +23,10 @@
 //! milliseconds a chunk takes. Events are append-only and keyed by version, so the events
 //! of a ticket at version `v` are simply `1..=v`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Batch, Transactional, Tree};
@@ -128,6 +128,8 @@ pub(crate) struct SledStore {
     /// temporary databases.
     log: Option<std::fs::File>,
     writer: Mutex<Writer>,
+    /// Writes waiting for the next batch (see `submit`).
+    queue: Mutex<Vec<Job>>,
     derived: Mutex<Derived>,
     commit: Option<GroupCommit>,
     schema_version: u32,
@@ -191,6 +193,7 @@ impl SledStore {
             trees,
             log,
             writer: Mutex::new(Writer { next_id, snapshots: BTreeMap::new(), next_snapshot: 1 }),
+            queue: Mutex::new(Vec::new()),
             derived: Mutex::new(Derived { counters, breach }),
             commit,
             schema_version,
@@ -377,40 +380,15 @@ impl SledStore {
     pub(crate) fn create(
         &self,
         idempotency: Option<(&str, [u8; 32])>,
-        build: impl FnOnce(TicketId) -> (Ticket, Event),
+        build: impl FnOnce(TicketId) -> (Ticket, Event) + Send + 'static,
     ) -> Result<(Ticket, bool)> {
-        let result = {
-            let mut w = lock(&self.writer);
-            let mut remember = None;
-            if let Some((key, fingerprint)) = idempotency {
-                let k = keys::idempotency_key(key);
-                match self.trees.meta.get(&k)? {
-                    Some(v) => {
-                        let id = v.get(..8).and_then(keys::u64_of).map(TicketId);
-                        let (Some(id), Some(seen)) = (id, v.get(8..)) else {
-                            return Err(Error::corrupt(keys::describe(keys::META, &k), "malformed idempotency record"));
-                        };
-                        if seen != fingerprint {
-                            return Err(Error::IdempotencyConflict { key: key.to_owned() });
-                        }
-                        let existing = self.get_existing(id)?;
-                        drop(w);
-                        // The first request may still be waiting for its flush.
-                        self.durable()?;
-                        return Ok((existing, false));
-                    }
-                    None => remember = Some((k, [&w.next_id.to_be_bytes()[..], &fingerprint[..]].concat())),
-                }
-            }
-            let id = TicketId(w.next_id);
-            let (ticket, event) = build(id);
-            let extra = remember.as_ref().map(|(k, v)| (k.as_slice(), v.as_slice()));
-            self.commit(&w, None, &ticket, &event, Some(w.next_id + 1), extra)?;
-            w.next_id += 1;
-            (ticket, true)
+        let op = Op::Create { idempotency: idempotency.map(|(k, f)| (k.to_owned(), f)), build: Box::new(build) };
+        let Outcome::Created(t, created) = self.submit(op)? else {
+            return Err(Error::Storage("create produced another outcome".into()));
         };
+        // A replayed key still waits: the first request may not be on disk yet.
         self.durable()?;
-        Ok(result)
+        Ok((t, created))
     }
 
     /// Changes a ticket: `change` gets the current version and returns the next one with
@@ -419,93 +397,74 @@ impl SledStore {
     pub(crate) fn modify(
         &self,
         id: TicketId,
-        change: impl FnOnce(&Ticket) -> Result<Option<(Ticket, Event)>>,
+        change: impl FnOnce(&Ticket) -> Result<Option<(Ticket, Event)>> + Send + 'static,
     ) -> Result<(Ticket, Option<Event>)> {
-        let result = {
-            let w = lock(&self.writer);
-            let old = self.get_existing(id)?;
-            match change(&old)? {
-                None => return Ok((old, None)),
-                Some((new, event)) => {
-                    self.commit(&w, Some(&old), &new, &event, None, None)?;
-                    (new, Some(event))
-                }
-            }
+        let Outcome::Modified(t, event) = self.submit(Op::Modify { id, change: Box::new(change) })? else {
+            return Err(Error::Storage("modify produced another outcome".into()));
         };
-        self.durable()?;
-        Ok(result)
+        if event.is_some() {
+            self.durable()?;
+        }
+        Ok((t, event))
     }
 
-    /// Writes one ticket version, its event, its index changes and counter changes (and
-    /// an `extra` meta entry, for idempotency keys) in one transaction. The caller holds
-    /// the writer mutex (`w`).
-    fn commit(
-        &self,
-        w: &Writer,
-        old: Option<&Ticket>,
-        new: &Ticket,
-        event: &Event,
-        next_id: Option<u64>,
-        extra: Option<(&[u8], &[u8])>,
-    ) -> Result<()> {
-        let old_keys = old.map(keys::index_keys).unwrap_or_default();
-        let new_keys = keys::index_keys(new);
-        let removed: Vec<&Vec<u8>> = old_keys.iter().filter(|k| new_keys.binary_search(k).is_err()).collect();
-        let added: Vec<&Vec<u8>> = new_keys.iter().filter(|k| old_keys.binary_search(k).is_err()).collect();
-        let ticket_bytes = encode(new)?;
-        let event_bytes = encode(event)?;
-        let ticket_key = keys::ticket_key(new.id);
-        let event_key = keys::event_key(new.id, event.version);
-        // Copy-on-write for running exports that cover this ticket.
-        let mut preimages = Vec::new();
-        if old.is_some() {
-            for (&snapshot, &max_id) in &w.snapshots {
-                let k = keys::preimage_key(snapshot, new.id);
-                if new.id.0 <= max_id && !self.trees.preimages.contains_key(k)? {
-                    preimages.push(k);
+    /// Combining commit: queue the change, then take the writer mutex. Whoever holds it
+    /// applies *every* queued change in one transaction; a writer that gets the mutex and
+    /// finds its change already applied by an earlier holder just takes its result. Under
+    /// load one transaction (and one flush) carries many writes instead of one each.
+    fn submit(&self, op: Op) -> Result<Outcome> {
+        let slot: Slot = Arc::new(Mutex::new(None));
+        lock(&self.queue).push(Job { op, slot: slot.clone() });
+        let mut w = lock(&self.writer);
+        if let Some(done) = lock(&slot).take() {
+            return done;
+        }
+        let jobs = {
+            let mut q = lock(&self.queue);
+            let n = q.len().min(MAX_BATCH);
+            q.drain(..n).collect::<Vec<_>>()
+        };
+        self.run_batch(&mut w, jobs);
+        drop(w);
+        // Our job was queued before we took the mutex and batches drain from the front,
+        // so this batch (or an earlier one) has answered it.
+        let done = lock(&slot).take();
+        done.unwrap_or_else(|| Err(Error::Storage("queued write was not processed".into())))
+    }
+
+    /// Applies a batch of jobs in one transaction and answers each. The caller holds the
+    /// writer mutex.
+    fn run_batch(&self, w: &mut Writer, jobs: Vec<Job>) {
+        let mut d = lock(&self.derived);
+        let mut b = BatchState::new(self, w, d.counters.clone());
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let r = match job.op {
+                Op::Create { idempotency, build } => b.create(idempotency, build),
+                Op::Modify { id, change } => b.modify(id, change),
+            };
+            results.push((job.slot, r));
+        }
+        let committed = if b.is_empty() { Ok(()) } else { b.commit_writes() };
+        match committed {
+            Ok(()) => {
+                w.next_id = b.next_id;
+                for (old, new) in &b.breach {
+                    d.breach.on_change(*old, *new);
+                }
+                d.counters = b.counters;
+                for (slot, r) in results {
+                    *lock(&slot) = Some(r);
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch was written: every write in it fails.
+                let why = e.to_string();
+                for (slot, r) in results {
+                    *lock(&slot) = Some(r.and(Err(Error::Storage(why.clone()))));
                 }
             }
         }
-        let old_bytes = match preimages.is_empty() {
-            true => None,
-            false => self.trees.tickets.get(ticket_key)?,
-        };
-
-        let mut d = lock(&self.derived);
-        let mut counters = d.counters.clone();
-        let changed = counters.replace(old, new);
-        let t = &self.trees;
-        let result: TxResult = (&t.tickets, &t.events, &t.index, &t.meta, &t.preimages).transaction(
-            |(tickets, events, index, meta, pre)| {
-                tickets.insert(&ticket_key, ticket_bytes.as_slice())?;
-                events.insert(&event_key, event_bytes.as_slice())?;
-                for k in &removed {
-                    index.remove(k.as_slice())?;
-                }
-                for k in &added {
-                    index.insert(k.as_slice(), &[])?;
-                }
-                for (c, v) in &changed {
-                    meta.insert(keys::counter_key(*c), &v.to_be_bytes())?;
-                }
-                if let Some(n) = next_id {
-                    meta.insert(keys::NEXT_TICKET_ID, &n.to_be_bytes())?;
-                }
-                if let Some((k, v)) = extra {
-                    meta.insert(k, v)?;
-                }
-                if let Some(old_bytes) = &old_bytes {
-                    for k in &preimages {
-                        pre.insert(k, old_bytes.clone())?;
-                    }
-                }
-                Ok::<_, ConflictableTransactionError<()>>(())
-            },
-        );
-        result.map_err(tx_err)?;
-        d.counters = counters;
-        d.breach.on_change(old.and_then(Ticket::next_deadline), new.next_deadline());
-        Ok(())
     }
 
     // ---- snapshots ---------------------------------------------------------------------
@@ -868,6 +827,203 @@ impl SledStore {
         let check = self.verify()?;
         report.unrepairable.extend(check.problems.into_iter().filter(|p| p.kind != ProblemKind::CounterMismatch));
         Ok(report)
+    }
+}
+
+/// Most jobs one transaction carries.
+const MAX_BATCH: usize = 1024;
+
+type BuildFn = Box<dyn FnOnce(TicketId) -> (Ticket, Event) + Send>;
+type ChangeFn = Box<dyn FnOnce(&Ticket) -> Result<Option<(Ticket, Event)>> + Send>;
+
+/// A queued write.
+enum Op {
+    Create { idempotency: Option<(String, [u8; 32])>, build: BuildFn },
+    Modify { id: TicketId, change: ChangeFn },
+}
+
+/// What a write produced.
+enum Outcome {
+    Created(Ticket, bool),
+    Modified(Ticket, Option<Event>),
+}
+
+type Slot = Arc<Mutex<Option<Result<Outcome>>>>;
+
+struct Job {
+    op: Op,
+    slot: Slot,
+}
+
+/// The writes of one batch, accumulated in memory: later jobs see earlier jobs' tickets
+/// through `overlay`, and the whole set goes to sled in one transaction.
+struct BatchState<'a> {
+    store: &'a SledStore,
+    snapshots: BTreeMap<u64, u64>,
+    counters: Counters,
+    initial_counters: Counters,
+    next_id: u64,
+    overlay: HashMap<TicketId, Ticket>,
+    /// Tickets whose pre-images (for running exports) this batch has dealt with.
+    preimaged: HashSet<TicketId>,
+    idempotency: HashMap<String, (TicketId, [u8; 32])>,
+    tickets: BTreeMap<[u8; 8], Vec<u8>>,
+    events: Vec<([u8; 16], Vec<u8>)>,
+    /// Final presence of each index key the batch touches.
+    index: BTreeMap<Vec<u8>, bool>,
+    meta: BTreeMap<Vec<u8>, Vec<u8>>,
+    preimages: Vec<([u8; 16], sled::IVec)>,
+    breach: Vec<(Option<Timestamp>, Option<Timestamp>)>,
+}
+
+impl<'a> BatchState<'a> {
+    fn new(store: &'a SledStore, w: &Writer, counters: Counters) -> Self {
+        BatchState {
+            store,
+            snapshots: w.snapshots.clone(),
+            initial_counters: counters.clone(),
+            counters,
+            next_id: w.next_id,
+            overlay: HashMap::new(),
+            preimaged: HashSet::new(),
+            idempotency: HashMap::new(),
+            tickets: BTreeMap::new(),
+            events: Vec::new(),
+            index: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            preimages: Vec::new(),
+            breach: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+    }
+
+    /// The ticket as this batch sees it: its latest version in the batch, or the stored one.
+    fn current(&mut self, id: TicketId) -> Result<Ticket> {
+        if let Some(t) = self.overlay.get(&id) {
+            return Ok(t.clone());
+        }
+        let key = keys::ticket_key(id);
+        let bytes = self.store.trees.tickets.get(key)?.ok_or(Error::NotFound(id))?;
+        let t: Ticket = decode(keys::TICKETS, &key, &bytes)?;
+        // The first time a batch reads a stored ticket, running exports that cover it need
+        // its value as it is now (unless an earlier batch saved it already).
+        if self.preimaged.insert(id) {
+            for (&snapshot, &max_id) in &self.snapshots {
+                let k = keys::preimage_key(snapshot, id);
+                if id.0 <= max_id && !self.store.trees.preimages.contains_key(k)? {
+                    self.preimages.push((k, bytes.clone()));
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    fn create(&mut self, idempotency: Option<(String, [u8; 32])>, build: BuildFn) -> Result<Outcome> {
+        if let Some((key, fingerprint)) = &idempotency {
+            let seen = match self.idempotency.get(key) {
+                Some(seen) => Some(*seen),
+                None => self.stored_idempotency(key)?,
+            };
+            if let Some((id, seen)) = seen {
+                if seen != *fingerprint {
+                    return Err(Error::IdempotencyConflict { key: key.clone() });
+                }
+                return Ok(Outcome::Created(self.current(id)?, false));
+            }
+        }
+        let id = TicketId(self.next_id);
+        let (ticket, event) = build(id);
+        self.record(None, &ticket, &event)?;
+        self.next_id += 1;
+        self.meta.insert(keys::NEXT_TICKET_ID.to_vec(), self.next_id.to_be_bytes().to_vec());
+        if let Some((key, fingerprint)) = idempotency {
+            self.meta.insert(keys::idempotency_key(&key), [&id.0.to_be_bytes()[..], &fingerprint[..]].concat());
+            self.idempotency.insert(key, (id, fingerprint));
+        }
+        // New tickets are beyond every running export.
+        self.preimaged.insert(id);
+        Ok(Outcome::Created(ticket, true))
+    }
+
+    fn stored_idempotency(&self, key: &str) -> Result<Option<(TicketId, [u8; 32])>> {
+        let k = keys::idempotency_key(key);
+        let Some(v) = self.store.trees.meta.get(&k)? else { return Ok(None) };
+        let id = v.get(..8).and_then(keys::u64_of).map(TicketId);
+        let fingerprint: Option<[u8; 32]> = v.get(8..).and_then(|f| f.try_into().ok());
+        match (id, fingerprint) {
+            (Some(id), Some(fp)) => Ok(Some((id, fp))),
+            _ => Err(Error::corrupt(keys::describe(keys::META, &k), "malformed idempotency record")),
+        }
+    }
+
+    fn modify(&mut self, id: TicketId, change: ChangeFn) -> Result<Outcome> {
+        let old = self.current(id)?;
+        match change(&old)? {
+            None => Ok(Outcome::Modified(old, None)),
+            Some((new, event)) => {
+                self.record(Some(&old), &new, &event)?;
+                Ok(Outcome::Modified(new, Some(event)))
+            }
+        }
+    }
+
+    /// Adds one ticket version with its event, index changes and counter changes.
+    fn record(&mut self, old: Option<&Ticket>, new: &Ticket, event: &Event) -> Result<()> {
+        // Encode first: a failure must leave the batch untouched.
+        let ticket_bytes = encode(new)?;
+        let event_bytes = encode(event)?;
+        let old_keys = old.map(keys::index_keys).unwrap_or_default();
+        let new_keys = keys::index_keys(new);
+        for k in old_keys.iter().filter(|k| new_keys.binary_search(k).is_err()) {
+            self.index.insert(k.clone(), false);
+        }
+        for k in new_keys.iter().filter(|k| old_keys.binary_search(k).is_err()) {
+            self.index.insert(k.clone(), true);
+        }
+        self.tickets.insert(keys::ticket_key(new.id), ticket_bytes);
+        self.events.push((keys::event_key(new.id, event.version), event_bytes));
+        self.counters.replace(old, new);
+        self.breach.push((old.and_then(Ticket::next_deadline), new.next_deadline()));
+        self.overlay.insert(new.id, new.clone());
+        Ok(())
+    }
+
+    /// Writes the whole batch in one transaction.
+    fn commit_writes(&mut self) -> Result<()> {
+        for c in Counter::all() {
+            if self.counters.get(c) != self.initial_counters.get(c) {
+                self.meta.insert(keys::counter_key(c), self.counters.get(c).to_be_bytes().to_vec());
+            }
+        }
+        let t = &self.store.trees;
+        let result: TxResult = (&t.tickets, &t.events, &t.index, &t.meta, &t.preimages).transaction(
+            |(tickets, events, index, meta, pre)| {
+                for (k, v) in &self.tickets {
+                    tickets.insert(&k[..], v.as_slice())?;
+                }
+                for (k, v) in &self.events {
+                    events.insert(&k[..], v.as_slice())?;
+                }
+                for (k, present) in &self.index {
+                    if *present {
+                        index.insert(k.as_slice(), &[])?;
+                    } else {
+                        index.remove(k.as_slice())?;
+                    }
+                }
+                for (k, v) in &self.meta {
+                    meta.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &self.preimages {
+                    pre.insert(&k[..], v.clone())?;
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            },
+        );
+        result.map_err(tx_err)
     }
 }
 
