@@ -217,9 +217,11 @@ fn parse_time(field: &str, value: &Option<String>) -> Result<Option<Timestamp>, 
 fn reject_repeated(uri: &Origin<'_>) -> Result<(), ApiError> {
     let mut seen = BTreeSet::new();
     for pair in uri.query().map(|q| q.as_str()).unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let name = pair.split('=').next().unwrap_or(pair);
-        if !seen.insert(name) {
-            return Err(ApiError::invalid_field(name, "given more than once"));
+        // Compare decoded names: `stat%75s` is `status`.
+        let raw = pair.split('=').next().unwrap_or(pair);
+        let name = rocket::http::RawStr::new(raw).url_decode_lossy().into_owned();
+        if !seen.insert(name.clone()) {
+            return Err(ApiError::invalid_field(&name, "given more than once"));
         }
     }
     Ok(())
