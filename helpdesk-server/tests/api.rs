@@ -325,6 +325,7 @@ async fn listing_filters_pages_and_scopes_reporters() {
         ("limit=x", "limit"),
         ("created_from=yesterday", "created_from"),
         ("unassigned=maybe", "unassigned"),
+        ("unassigned=", "unassigned"),
     ] {
         let res = env.client.get(format!("/api/v1/tickets?{q}")).header(bearer(AGENT)).dispatch().await;
         let body = error_of(res, Status::UnprocessableEntity, "validation_failed").await;

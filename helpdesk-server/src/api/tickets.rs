@@ -235,7 +235,7 @@ impl ListParams {
     fn to_query(&self, who: &Principal) -> Result<ListQuery, ApiError> {
         let unassigned = match self.unassigned.as_deref().map(str::trim) {
             None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") | Some("") => true,
+            Some("true") | Some("1") => true,
             Some(v) => return Err(ApiError::invalid_field("unassigned", format!("{v:?} is not true or false"))),
         };
         let mut submitter_email = self.submitter_email.clone();
