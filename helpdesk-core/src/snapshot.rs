@@ -77,6 +77,15 @@ pub(crate) enum Record {
     End(Trailer),
 }
 
+/// The ticket and event records, serialised from borrowed values (the same JSON as
+/// [`Record`], without cloning or building a `serde_json::Value` per line).
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum RecordRef<'a> {
+    Ticket(&'a Ticket),
+    Event(&'a Event),
+}
+
 /// Writes records, hashing everything before the trailer.
 pub(crate) struct SnapshotWriter<W: Write> {
     out: W,
@@ -99,23 +108,18 @@ impl<W: Write> SnapshotWriter<W> {
             header: header.clone(),
             line: Vec::with_capacity(1024),
         };
-        w.write(&Record::Header(header), true)?;
+        w.write_json(&Record::Header(header), true)?;
         Ok(w)
     }
 
     pub(crate) fn ticket(&mut self, t: &Ticket) -> Result<()> {
         self.tickets += 1;
-        // Serialising borrowed data avoids cloning every ticket.
-        self.write_json(&serde_json::json!({ "ticket": t }), true)
+        self.write_json(&RecordRef::Ticket(t), true)
     }
 
     pub(crate) fn event(&mut self, e: &Event) -> Result<()> {
         self.events += 1;
-        self.write_json(&serde_json::json!({ "event": e }), true)
-    }
-
-    fn write(&mut self, r: &Record, hashed: bool) -> Result<()> {
-        self.write_json(r, hashed)
+        self.write_json(&RecordRef::Event(e), true)
     }
 
     fn write_json<T: Serialize>(&mut self, v: &T, hashed: bool) -> Result<()> {
@@ -133,7 +137,7 @@ impl<W: Write> SnapshotWriter<W> {
     pub(crate) fn finish(mut self) -> Result<SnapshotSummary> {
         let sha256 = hex(&self.hasher.clone().finalize());
         let trailer = Trailer { tickets: self.tickets, events: self.events, sha256: sha256.clone() };
-        self.write(&Record::End(trailer), false)?;
+        self.write_json(&Record::End(trailer), false)?;
         self.out.flush()?;
         Ok(SnapshotSummary {
             created_at: self.header.created_at,

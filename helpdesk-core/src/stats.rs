@@ -101,14 +101,12 @@ impl Counters {
         }
     }
 
-    /// Replaces `old`'s contributions by `new`'s; returns the counters that changed.
-    pub(crate) fn replace(&mut self, old: Option<&Ticket>, new: &Ticket) -> Vec<(Counter, u64)> {
-        let before = self.clone();
+    /// Replaces `old`'s contributions by `new`'s.
+    pub(crate) fn replace(&mut self, old: Option<&Ticket>, new: &Ticket) {
         if let Some(old) = old {
             self.sub(old);
         }
         self.add(new);
-        Counter::all().filter(|c| before.get(*c) != self.get(*c)).map(|c| (c, self.get(c))).collect()
     }
 
     /// Counters whose values differ between `self` (stored) and `expected`:

@@ -176,17 +176,22 @@ impl SledStore {
         let counters = load_counters(&trees.meta)?;
         let breach = BreachCache::new(&trees.index, now)?;
         // sled keeps its log in `<dir>/db`; any descriptor of the file can fsync it.
-        let log_file = |p: &Path| {
-            std::fs::File::open(p.join("db"))
-                .map_err(|e| Error::Storage(format!("cannot open {} for syncing: {e}", p.join("db").display())))
-        };
-        let log = path.map(log_file).transpose()?;
+        let log = path
+            .map(|p| {
+                let file = p.join("db");
+                std::fs::File::open(&file)
+                    .map_err(|e| Error::Storage(format!("cannot open {} for syncing: {e}", file.display())))
+            })
+            .transpose()?;
+        let flusher_log = log
+            .as_ref()
+            .map(std::fs::File::try_clone)
+            .transpose()
+            .map_err(|e| Error::Storage(format!("cannot duplicate the log descriptor: {e}")))?;
         let commit = match config.durability {
-            Durability::Durable => Some(GroupCommit::start(
-                trees.db.clone(),
-                path.map(log_file).transpose()?,
-                config.flush_observer.clone(),
-            )?),
+            Durability::Durable => {
+                Some(GroupCommit::start(trees.db.clone(), flusher_log, config.flush_observer.clone())?)
+            }
             Durability::Relaxed => None,
         };
         Ok(SledStore {
@@ -320,12 +325,14 @@ impl SledStore {
     /// The smallest suffix in `[lo, hi]` present under every prefix (zig-zag join: each
     /// index seeks to the largest position any other index has reached).
     fn next_match(&self, prefixes: &[Vec<u8>], mut lo: u128, hi: u128) -> Result<Option<u128>> {
+        let mut start = Vec::with_capacity(prefixes.iter().map(Vec::len).max().unwrap_or(0) + keys::SUFFIX_LEN);
         loop {
             let mut agreed = true;
             for p in prefixes {
-                let mut start = p.clone();
+                start.clear();
+                start.extend_from_slice(p);
                 start.extend_from_slice(&lo.to_be_bytes());
-                let Some(kv) = self.trees.index.range(start..).next() else { return Ok(None) };
+                let Some(kv) = self.trees.index.range(start.as_slice()..).next() else { return Ok(None) };
                 let (k, _) = kv?;
                 if !k.starts_with(p) || k.len() != p.len() + keys::SUFFIX_LEN {
                     return Ok(None);
