@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::{ApiError, GuardError};
+use crate::error::ApiError;
 use crate::AppState;
 
 /// What a token may do.
@@ -212,8 +212,7 @@ fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn fail<T>(req: &Request<'_>, e: ApiError) -> Outcome<T, ApiError> {
-    req.local_cache(|| GuardError(Some(e.clone())));
+fn fail<T>(e: ApiError) -> Outcome<T, ApiError> {
     Outcome::Error((e.status, e))
 }
 
@@ -223,22 +222,22 @@ impl<'r> FromRequest<'r> for Principal {
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let Some(state) = req.guard::<&State<AppState>>().await.succeeded() else {
-            return fail(req, ApiError::internal("application state missing"));
+            return fail(ApiError::internal("application state missing"));
         };
         let mut values = req.headers().get("Authorization");
         let Some(header) = values.next() else {
-            return fail(req, ApiError::unauthorized("missing Authorization: Bearer <token> header"));
+            return fail(ApiError::unauthorized("missing Authorization: Bearer <token> header"));
         };
         if values.next().is_some() {
-            return fail(req, ApiError::unauthorized("more than one Authorization header"));
+            return fail(ApiError::unauthorized("more than one Authorization header"));
         }
         let token = match header.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
-            _ => return fail(req, ApiError::unauthorized("malformed Authorization header; expected: Bearer <token>")),
+            _ => return fail(ApiError::unauthorized("malformed Authorization header; expected: Bearer <token>")),
         };
         match state.tokens.authenticate(token) {
             Some(p) => Outcome::Success(p),
-            None => fail(req, ApiError::unauthorized("unknown or revoked token")),
+            None => fail(ApiError::unauthorized("unknown or revoked token")),
         }
     }
 }
@@ -256,7 +255,7 @@ impl<'r> FromRequest<'r> for Staff {
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         match Principal::from_request(req).await {
             Outcome::Success(p) if p.is_staff() => Outcome::Success(Staff(p)),
-            Outcome::Success(_) => fail(req, ApiError::forbidden("this needs an agent or admin token")),
+            Outcome::Success(_) => fail(ApiError::forbidden("this needs an agent or admin token")),
             Outcome::Error(e) => Outcome::Error(e),
             Outcome::Forward(s) => Outcome::Forward(s),
         }
@@ -270,7 +269,7 @@ impl<'r> FromRequest<'r> for Admin {
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         match Principal::from_request(req).await {
             Outcome::Success(p) if p.role == Role::Admin => Outcome::Success(Admin(p)),
-            Outcome::Success(_) => fail(req, ApiError::forbidden("this needs an admin token")),
+            Outcome::Success(_) => fail(ApiError::forbidden("this needs an admin token")),
             Outcome::Error(e) => Outcome::Error(e),
             Outcome::Forward(s) => Outcome::Forward(s),
         }

@@ -141,18 +141,15 @@ impl<'r, 'o: 'r> Responder<'r, 'o> for ApiError {
     }
 }
 
-/// Where a request guard leaves its error for the catcher (Rocket passes catchers only
-/// the status).
-pub struct GuardError(pub Option<ApiError>);
-
 pub mod catchers {
     //! JSON for every error Rocket raises itself: unknown routes, wrong methods, bodies
-    //! too large, failed guards.
+    //! too large. (Guard failures never get here: handlers take their guards as `Result`
+    //! and return the guard's own `ApiError`.)
 
     use rocket::http::{Method, Status};
     use rocket::{catch, catchers, Catcher, Request};
 
-    use super::{ApiError, GuardError};
+    use super::ApiError;
 
     /// Every catcher, to register at `/`.
     pub fn all() -> Vec<Catcher> {
@@ -162,9 +159,6 @@ pub mod catchers {
     /// Unknown path, or a known path with another method (405 with `Allow`).
     #[catch(404)]
     fn not_found(req: &Request<'_>) -> ApiError {
-        if let Some(e) = &req.local_cache(|| GuardError(None)).0 {
-            return e.clone();
-        }
         let allowed = allowed_methods(req);
         if !allowed.is_empty() && !allowed.contains(&req.method()) {
             let allow: Vec<String> = allowed.iter().map(|m| m.as_str().to_owned()).collect();
@@ -180,10 +174,7 @@ pub mod catchers {
     }
 
     #[catch(default)]
-    fn default(status: Status, req: &Request<'_>) -> ApiError {
-        if let Some(e) = &req.local_cache(|| GuardError(None)).0 {
-            return e.clone();
-        }
+    fn default(status: Status, _req: &Request<'_>) -> ApiError {
         let (code, message) = match status.code {
             400 => ("bad_request", "the request is malformed"),
             401 => ("unauthorized", "a valid bearer token is required"),

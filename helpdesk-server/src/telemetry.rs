@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use helpdesk_core::{Category, FlushObserver, Helpdesk, Priority, Status as TicketStatus};
+use helpdesk_core::{Category, FlushObserver, Helpdesk, Priority, Stats, Status as TicketStatus};
 use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -86,26 +86,22 @@ impl Metrics {
                 }
             })
             .build();
-        let d = desk.clone();
-        let _backlog = meter
-            .u64_observable_gauge("helpdesk.tickets.open_backlog")
-            .with_description("Unresolved tickets (open, in_progress, waiting)")
-            .with_callback(move |obs| {
-                if let Ok(s) = d.stats() {
-                    obs.observe(s.open_backlog, &[]);
-                }
-            })
-            .build();
-        let d = desk.clone();
-        let _breached = meter
-            .u64_observable_gauge("helpdesk.sla.breached")
-            .with_description("Unresolved tickets past an SLA deadline")
-            .with_callback(move |obs| {
-                if let Ok(s) = d.stats() {
-                    obs.observe(s.sla_breached, &[]);
-                }
-            })
-            .build();
+        let stats_gauge = |name: &'static str, description: &'static str, read: fn(&Stats) -> u64| {
+            let d = desk.clone();
+            meter
+                .u64_observable_gauge(name)
+                .with_description(description)
+                .with_callback(move |obs| {
+                    if let Ok(s) = d.stats() {
+                        obs.observe(read(&s), &[]);
+                    }
+                })
+                .build()
+        };
+        stats_gauge("helpdesk.tickets.open_backlog", "Unresolved tickets (open, in_progress, waiting)", |s| {
+            s.open_backlog
+        });
+        stats_gauge("helpdesk.sla.breached", "Unresolved tickets past an SLA deadline", |s| s.sla_breached);
         let d = desk.clone();
         let _mttr = meter
             .f64_observable_gauge("helpdesk.tickets.mttr")
@@ -183,11 +179,6 @@ pub struct RequestMeta {
 /// Gives each request an id (`X-Request-Id`, accepted when sane, else generated), and on
 /// the way out echoes it, logs one access line and records the metrics.
 pub struct RequestTelemetry(pub Arc<Metrics>);
-
-/// The id of the current request (empty outside a request).
-pub fn request_id(req: &Request<'_>) -> String {
-    req.local_cache(|| RequestMeta { id: String::new(), started: Instant::now() }).id.clone()
-}
 
 fn sane_request_id(v: &str) -> bool {
     !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))

@@ -90,18 +90,24 @@ fn command(cwd: &Path) -> Command {
     cmd
 }
 
-/// Polls `try_wait` until the child exits or the deadline passes.
-fn wait_exit(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+/// Calls `f` every 10 ms until it returns `Some` or `deadline` has passed (the one
+/// waiting loop of this file; the helpers below name what they wait for).
+fn try_poll<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let until = Instant::now() + deadline;
     loop {
-        if let Some(status) = child.try_wait().expect("try_wait on the server") {
-            return Some(status);
+        if let Some(v) = f() {
+            return Some(v);
         }
         if Instant::now() >= until {
             return None;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Polls `try_wait` until the child exits or the deadline passes.
+fn wait_exit(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    try_poll(deadline, || child.try_wait().expect("try_wait on the server"))
 }
 
 /// A running `helpdesk-server serve`. Dropping it kills the process.
@@ -259,16 +265,9 @@ fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("helpdesk-process-").tempdir().expect("create a temporary directory")
 }
 
-/// Polls `f` until it returns `Some` or the deadline passes.
-fn poll<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out after {deadline:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Polls `f` until it returns `Some`; fails the test naming `what` after the deadline.
+fn poll<T>(what: &str, deadline: Duration, f: impl FnMut() -> Option<T>) -> T {
+    try_poll(deadline, f).unwrap_or_else(|| panic!("timed out after {deadline:?} waiting for {what}"))
 }
 
 /// The JSON lines of a log file (any non-JSON line fails the test).
@@ -446,16 +445,7 @@ fn verify_present(server: &Server, token: &str, acked: &[Acked]) {
 
 /// Polls `f` until it is true or the deadline passes; returns whether it became true.
 fn poll_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + deadline;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    try_poll(deadline, || f().then_some(())).is_some()
 }
 
 /// A create over a raw connection whose body is sent in a second step: `begin` sends the
