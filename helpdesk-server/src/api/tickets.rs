@@ -314,16 +314,9 @@ pub async fn list(
     reject_repeated(uri)?;
     let query = params.to_query(&who)?;
     let desk = state.desk.clone();
-    let page = blocking(move || desk.list(&query)).await.map_err(|mut e| {
-        // The engine calls the text condition `text`; here it is the `q` parameter.
-        if let Some(fields) = e.details.as_array_mut() {
-            for f in fields.iter_mut().filter(|f| f["field"] == "text") {
-                f["field"] = "q".into();
-                e.message = e.message.replace("text", "q");
-            }
-        }
-        e
-    })?;
+    // `q` is checked above with the same rules the engine applies to its text filter, so
+    // engine errors never need renaming from `text` to `q`.
+    let page = blocking(move || desk.list(&query)).await?;
     let next_cursor = page.next_cursor.map(|c| c.to_string());
     let next = next_cursor.as_deref().map(|c| next_url(uri, c));
     Ok(Json(TicketPage { tickets: page.tickets, next_cursor, next }))
