@@ -5,9 +5,14 @@
 //! All writes go through one writer mutex. sled would serialise conflicting transactions
 //! anyway (every write touches the shared counters), so the mutex costs no parallelism,
 //! and it gives three things cheaply: id allocation without retries, counters and the
-//! breach cache updated in commit order, and a barrier for point-in-time exports. The
-//! expensive part of a durable write — the flush — happens after the mutex is released and
-//! is shared by every waiting writer (see [`super::commit`]).
+//! breach cache updated in commit order, and a barrier for point-in-time exports.
+//!
+//! Writes are *combined*: a writer queues its change and takes the mutex; the holder
+//! applies every queued change in one transaction (`BatchState`, each change validated
+//! against the batch's own view of the tickets) and answers each writer. sled writes its
+//! log once per transaction, so this is what lets many writers go faster than one. The
+//! flush that makes them durable happens after the mutex is released and is shared by
+//! every waiting writer (see [`super::commit`]).
 //!
 //! Readers take no lock. A reader that combines an index entry with a ticket re-checks the
 //! ticket against its filter, so a ticket changing between the two reads never shows up
