@@ -54,6 +54,10 @@ use helpdesk_core::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod support;
+
+use support::{data_root, rss_kib};
+
 const SIZES_VAR: &str = "HELPDESK_BENCH_SIZES";
 const DATA_VAR: &str = "HELPDESK_BENCH_DATA";
 const GENERATE_VAR: &str = "HELPDESK_BENCH_GENERATE";
@@ -134,19 +138,6 @@ fn wants(name: &str) -> bool {
 
 // ---- paths and sizes -------------------------------------------------------------------
 
-/// `$HELPDESK_BENCH_DATA`, else `$CARGO_TARGET_DIR/bench-data`, else `bench-data` in the
-/// target directory holding this binary (`<target>/release/deps/engine-*`).
-fn data_root() -> PathBuf {
-    if let Some(d) = env::var_os(DATA_VAR) {
-        return PathBuf::from(d);
-    }
-    if let Some(t) = env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(t).join("bench-data");
-    }
-    let exe = env::current_exe().expect("the path of the benchmark binary");
-    exe.ancestors().nth(3).map(|t| t.join("bench-data")).unwrap_or_else(|| PathBuf::from("target/bench-data"))
-}
-
 fn parse_size(label: &str) -> u64 {
     let l = label.trim().to_ascii_lowercase();
     let (digits, mult) = match l.strip_suffix('k') {
@@ -162,20 +153,6 @@ fn parse_size(label: &str) -> u64 {
 fn sizes() -> Vec<(String, u64)> {
     let spec = env::var(SIZES_VAR).unwrap_or_else(|_| "10k,100k,1m".into());
     spec.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| (s.to_ascii_lowercase(), parse_size(s))).collect()
-}
-
-/// `(VmRSS, VmHWM)` of this process in KiB.
-fn rss_kib() -> (u64, u64) {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 // ---- realistic tickets -----------------------------------------------------------------

@@ -16,40 +16,19 @@
 //! see how much of the resident memory is cache.
 
 use std::error::Error;
-use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use helpdesk_core::{Config, Filter, Helpdesk, ListQuery, Status};
 
-/// `(VmRSS, VmHWM)` of this process in KiB.
-fn rss_kib() -> (u64, u64) {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
+#[path = "../benches/support/mod.rs"]
+mod support;
 
-/// Same rule as the benchmark: `$HELPDESK_BENCH_DATA`, else `$CARGO_TARGET_DIR/bench-data`,
-/// else `bench-data` in the target directory holding this binary.
+use support::rss_kib;
+
+/// The benchmark's 1M data set (see `benches/support` for where data sets live).
 fn default_db() -> PathBuf {
-    let root = if let Some(d) = std::env::var_os("HELPDESK_BENCH_DATA") {
-        PathBuf::from(d)
-    } else if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        PathBuf::from(t).join("bench-data")
-    } else {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.ancestors().nth(3).map(|t| t.join("bench-data")))
-            .unwrap_or_else(|| PathBuf::from("target/bench-data"))
-    };
-    root.join("1m").join("db")
+    support::data_root().join("1m").join("db")
 }
 
 fn ms(since: Instant) -> f64 {
