@@ -574,6 +574,17 @@ const WRITE_SLICE: Duration = Duration::from_secs(2);
 /// Durable creates (1 and 64 writers), relaxed creates and the disk's fsync rate,
 /// alternated in slices of two seconds, so that each round compares them under the same
 /// background load.
+/// Runs `op` over and over for one slice of `interleaved/writes`; operations per second.
+fn slice_rate(mut op: impl FnMut()) -> f64 {
+    let began = Instant::now();
+    let mut n = 0u64;
+    while began.elapsed() < WRITE_SLICE {
+        op();
+        n += 1;
+    }
+    n as f64 / began.elapsed().as_secs_f64()
+}
+
 fn interleaved_writes(ctx: &Ctx) {
     eprintln!("interleaved/writes: {WRITE_ROUNDS} rounds of {WRITE_SLICE:?} each");
     let payload = [b'x'; 100];
@@ -588,24 +599,14 @@ fn interleaved_writes(ctx: &Ctx) {
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut rng = StdRng::seed_from_u64(5);
     for _ in 0..WRITE_ROUNDS {
-        // fsync
-        let began = Instant::now();
-        let mut n = 0u64;
-        while began.elapsed() < WRITE_SLICE {
+        rates[0].push(slice_rate(|| {
             f.write_all(&payload).expect("write");
             f.sync_data().expect("sync_data");
-            n += 1;
-        }
-        rates[0].push(n as f64 / began.elapsed().as_secs_f64());
-        // one durable writer
-        let began = Instant::now();
-        let mut n = 0u64;
-        while began.elapsed() < WRITE_SLICE {
+        }));
+        rates[1].push(slice_rate(|| {
             let (new, who) = new_ticket(&mut rng);
             durable.create(new, &who).expect("durable create");
-            n += 1;
-        }
-        rates[1].push(n as f64 / began.elapsed().as_secs_f64());
+        }));
         // 64 durable writers
         let total = AtomicU64::new(0);
         let barrier = Barrier::new(WRITERS + 1);
@@ -630,15 +631,10 @@ fn interleaved_writes(ctx: &Ctx) {
         })
         .elapsed();
         rates[2].push(total.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64());
-        // relaxed
-        let began = Instant::now();
-        let mut n = 0u64;
-        while began.elapsed() < WRITE_SLICE {
+        rates[3].push(slice_rate(|| {
             let (new, who) = new_ticket(&mut rng);
             relaxed.create(new, &who).expect("relaxed create");
-            n += 1;
-        }
-        rates[3].push(n as f64 / began.elapsed().as_secs_f64());
+        }));
     }
     println!("\ninterleaved/writes ({WRITE_ROUNDS} rounds of {WRITE_SLICE:?}; operations per second)");
     for (name, r) in names.iter().zip(&rates) {
