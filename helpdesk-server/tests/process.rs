@@ -556,7 +556,14 @@ fn sigterm_drains_and_exits_zero() {
     let dir = tempdir();
     let log = dir.path().join("logs/server.log");
     let log_str = log.to_str().expect("utf-8 path");
-    let env = [("HELPDESK_DURABILITY", "durable"), ("HELPDESK_LOG_FILE", log_str)];
+    // A grace period well beyond the 2 s poll below: with Rocket's default (also 2 s) a
+    // slow machine could end the grace before the in-flight body is sent, closing the
+    // connection and turning a drain test into a race.
+    let env = [
+        ("HELPDESK_DURABILITY", "durable"),
+        ("HELPDESK_LOG_FILE", log_str),
+        ("HELPDESK_SHUTDOWN", "{grace=10,mercy=5}"),
+    ];
     let mut server = Server::start(dir.path(), &env);
     let token = server.admin_token();
 
