@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result, ValidationErrors};
 
-/// Longest title, in characters (after trimming).
+/// Longest title, in characters as sent (surrounding whitespace, trimmed when stored, counts).
 pub const TITLE_MAX: usize = 200;
 /// Longest description, comment body or resolution note, in characters.
 pub const TEXT_MAX: usize = 10_000;
@@ -24,19 +24,50 @@ pub const TAG_MAX: usize = 32;
 /// Longest e-mail address (RFC 5321 path limit).
 pub const EMAIL_MAX: usize = 254;
 
-/// Regular expressions (ECMA-262) that the OpenAPI schema gives for validated strings,
-/// mirroring the checks below so that generated clients and fuzzers agree with them.
-#[cfg(feature = "openapi")]
+/// Regular expressions that the OpenAPI schema gives for validated strings. Together with
+/// each field's length limit (counted in characters of the string *as sent*, like JSON
+/// Schema's `maxLength`) they accept exactly what the checks below accept, so generated
+/// clients and fuzzers agree with the server. Whitespace around a value is allowed and
+/// trimmed; the classes are spelt out rather than written `\s`, whose meaning differs between
+/// ECMA-262, Python and Rust, and the trailing whitespace class also absorbs the newline that
+/// Python's `$` would otherwise let through. A unit test checks the equivalence.
 pub mod patterns {
-    /// One line: no control characters, at least one non-space character.
+    /// Unicode `White_Space`: what `str::trim` removes (`char::is_whitespace`).
+    macro_rules! ws {
+        () => {
+            "[\\t\\n\\u000b\\u000c\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+        };
+    }
+    /// Neither whitespace nor a control character.
+    macro_rules! visible {
+        () => {
+            "[^\\u0000-\\u001f\\u007f-\\u009f \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+        };
+    }
+
+    /// One line: no control characters, at least one visible character.
     pub const LINE: &str =
-        "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
-    /// Text: no control characters but tab and line breaks, one non-space character.
-    pub const TEXT: &str = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+        concat!("^", ws!(), "*", visible!(), "(?:[^\\u0000-\\u001f\\u007f-\\u009f]*", visible!(), ")?", ws!(), "*$");
+    /// Text: no control characters but tab and line breaks, at least one visible character.
+    pub const TEXT: &str = concat!(
+        "^",
+        ws!(),
+        "*",
+        visible!(),
+        "(?:[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*",
+        visible!(),
+        ")?",
+        ws!(),
+        "*$"
+    );
     /// An e-mail address as `check_email` accepts it.
-    pub const EMAIL: &str = "^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
-    /// A tag.
-    pub const TAG: &str = "^[A-Za-z0-9._-]{1,32}$";
+    pub const EMAIL: &str = concat!(
+        "^", ws!(), "*",
+        "[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+",
+        ws!(), "*$"
+    );
+    /// A tag (letters are lowercased when stored).
+    pub const TAG: &str = concat!("^", ws!(), "*[A-Za-z0-9._-]+", ws!(), "*$");
 }
 
 /// Marker types giving the OpenAPI schema of each kind of validated string (used as
@@ -625,8 +656,9 @@ impl NewComment {
 /// line breaks; all refuse other control characters (they break logs and terminals).
 fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: usize, single_line: bool) -> String {
     let trimmed = value.trim();
-    let len = trimmed.chars().count();
-    if len == 0 {
+    // The limit applies to the value as sent, as the published schema's `maxLength` does.
+    let len = value.chars().count();
+    if trimmed.is_empty() {
         errors.add(field, "required", format!("{field} must not be empty"));
     } else if len > max {
         errors.add(field, "too_long", format!("{field} is {len} characters; at most {max} allowed"));
@@ -645,8 +677,8 @@ fn check_name(errors: &mut ValidationErrors, field: &str, value: &str) -> String
 /// A pragmatic address check: the HTML living standard's "valid e-mail address" rule
 /// (what browsers accept in `<input type=email>`) plus a dot in the domain and RFC 5321's
 /// length limits. The domain is lowercased; the local part is kept as given.
-fn check_email(errors: &mut ValidationErrors, field: &str, value: &str) -> String {
-    let value = value.trim();
+fn check_email(errors: &mut ValidationErrors, field: &str, raw: &str) -> String {
+    let value = raw.trim();
     let fail = |errors: &mut ValidationErrors, why: &str| {
         errors.add(field, "invalid", format!("{field} is not a valid e-mail address: {why}"));
     };
@@ -654,8 +686,8 @@ fn check_email(errors: &mut ValidationErrors, field: &str, value: &str) -> Strin
         errors.add(field, "required", format!("{field} must not be empty"));
         return String::new();
     }
-    if value.len() > EMAIL_MAX {
-        errors.add(field, "too_long", format!("{field} is longer than {EMAIL_MAX} bytes"));
+    if raw.chars().count() > EMAIL_MAX {
+        errors.add(field, "too_long", format!("{field} is longer than {EMAIL_MAX} characters"));
         return value.to_owned();
     }
     let Some((local, domain)) = value.rsplit_once('@') else {
@@ -686,18 +718,19 @@ fn check_tags(errors: &mut ValidationErrors, tags: &[String]) -> BTreeSet<String
     if tags.len() > TAGS_MAX {
         errors.add("tags", "too_many", format!("{} tags given; at most {TAGS_MAX} allowed", tags.len()));
     }
-    for (i, tag) in tags.iter().enumerate() {
-        let tag = tag.trim().to_lowercase();
+    for (i, raw) in tags.iter().enumerate() {
+        let tag = raw.trim();
         let field = format!("tags[{i}]");
-        let len = tag.chars().count();
-        if len == 0 {
+        if tag.is_empty() {
             errors.add(field, "required", "a tag must not be empty");
-        } else if len > TAG_MAX {
+        } else if raw.chars().count() > TAG_MAX {
             errors.add(field, "too_long", format!("a tag is at most {TAG_MAX} characters"));
-        } else if !tag.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')) {
+        } else if !tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            // Checked before lowercasing: `to_lowercase` maps some non-ASCII letters (the
+            // Kelvin sign) onto ASCII ones.
             errors.add(field, "invalid", "tags may only use a-z, 0-9, '-', '_' and '.'");
         } else {
-            out.insert(tag);
+            out.insert(tag.to_ascii_lowercase());
         }
     }
     out
@@ -706,6 +739,80 @@ fn check_tags(errors: &mut ValidationErrors, tags: &[String]) -> BTreeSet<String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Which rule a published pattern stands for, with its length limits and the check.
+    struct Kind {
+        pattern: &'static str,
+        max: usize,
+        check: fn(&str) -> bool,
+    }
+
+    fn checked(f: impl FnOnce(&mut ValidationErrors)) -> bool {
+        let mut errors = ValidationErrors::default();
+        f(&mut errors);
+        errors.0.is_empty()
+    }
+
+    const KINDS: [Kind; 5] = [
+        Kind {
+            pattern: patterns::LINE,
+            max: TITLE_MAX,
+            check: |s| checked(|e| _ = check_text(e, "f", s, TITLE_MAX, true)),
+        },
+        Kind { pattern: patterns::LINE, max: NAME_MAX, check: |s| checked(|e| _ = check_name(e, "f", s)) },
+        Kind {
+            pattern: patterns::TEXT,
+            max: TEXT_MAX,
+            check: |s| checked(|e| _ = check_text(e, "f", s, TEXT_MAX, false)),
+        },
+        Kind { pattern: patterns::EMAIL, max: EMAIL_MAX, check: |s| checked(|e| _ = check_email(e, "f", s)) },
+        Kind { pattern: patterns::TAG, max: TAG_MAX, check: |s| checked(|e| _ = check_tags(e, &[s.to_owned()])) },
+    ];
+
+    /// What a JSON Schema validator decides from the published pattern and `maxLength`.
+    /// (The `regex` crate's `$` matches only at the end, as ECMA-262's does.)
+    fn schema_accepts(kind: &Kind, re: &regex::Regex, s: &str) -> bool {
+        s.chars().count() <= kind.max && re.is_match(s)
+    }
+
+    #[test]
+    fn whitespace_class_is_what_trim_removes() {
+        let re = regex::Regex::new(patterns::TAG).unwrap();
+        let tag_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32).filter(|&c| !tag_char(c)) {
+            assert_eq!(re.is_match(&format!("{c}a")), c.is_whitespace(), "U+{:04X}", c as u32);
+        }
+    }
+
+    /// Characters where the schema and the checks could plausibly disagree.
+    const ALPHABET: &[char] = &[
+        'a', 'Z', '0', '.', '-', '_', '@', '!', ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\u{1}', '\u{1c}', '\u{7f}',
+        '\u{85}', '\u{a0}', '\u{2003}', '\u{3000}', '\u{feff}', '\u{200b}', 'é', '\u{212a}', 'İ',
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn published_patterns_accept_exactly_what_validation_accepts(
+            head in proptest::collection::vec(proptest::sample::select(ALPHABET), 0..8),
+            middle in proptest::sample::select(&[0usize, 1, 2, 30, 31, 32, 33, 99, 100, 101, 199, 200, 201, 9_999, 10_000, 10_001][..]),
+            tail in proptest::collection::vec(proptest::sample::select(ALPHABET), 0..8),
+            at in proptest::bool::ANY,
+        ) {
+            // Long runs of a plain letter, with an '@' and a domain to make e-mail addresses.
+            let mut s: String = head.into_iter().collect();
+            s.push_str(&"a".repeat(middle.min(60)));
+            if at { s.push_str("@x.example"); }
+            s.extend(std::iter::repeat_n('a', middle.saturating_sub(60)));
+            s.extend(tail);
+            static COMPILED: std::sync::LazyLock<Vec<regex::Regex>> =
+                std::sync::LazyLock::new(|| KINDS.iter().map(|k| regex::Regex::new(k.pattern).unwrap()).collect());
+            for (kind, re) in KINDS.iter().zip(COMPILED.iter()) {
+                prop_assert_eq!(schema_accepts(kind, re, &s), (kind.check)(&s), "{:?} against {}", s, kind.pattern);
+            }
+        }
+    }
 
     fn email(value: &str) -> std::result::Result<String, ValidationErrors> {
         let mut errors = ValidationErrors::default();

@@ -190,6 +190,17 @@ async fn bad_bodies_get_400_413_415_and_422_naming_fields() {
     let fields: Vec<&str> =
         body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["title", "submitter_email"]);
+    // Limits count the value as sent, as the published `maxLength` does, even where the
+    // stored value is trimmed; and what the schema's pattern refuses is refused.
+    let mut padded = ticket_body("a@campus.example");
+    padded["title"] = json!(format!(" {}", "t".repeat(200)));
+    padded["tags"] = json!(["\u{212a}elvin"]);
+    let body =
+        error_of(post(&padded.to_string(), ContentType::JSON).await, Status::UnprocessableEntity, "validation_failed")
+            .await;
+    let fields: Vec<&str> =
+        body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["title", "tags[0]"]);
     // Nothing was created by any of these.
     let stats = json_of(env.client.get("/api/v1/metrics").header(bearer(AGENT)).dispatch().await).await;
     assert_eq!(stats["total"], 0);
