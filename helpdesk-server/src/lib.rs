@@ -83,6 +83,79 @@ async fn init_state(figment: &Figment) -> Result<AppState, String> {
     Ok(AppState { desk, tokens, metrics, started: Instant::now(), openapi, config })
 }
 
+/// The error type of [`spawn`] and [`Running::stop`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A server launched on the current tokio runtime by [`spawn`].
+pub struct Running {
+    /// The address it listens on (the real port when port 0 was asked for).
+    pub addr: std::net::SocketAddr,
+    /// The data directory in force (holds the database and the bootstrap `admin.token`).
+    pub data_dir: std::path::PathBuf,
+    shutdown: rocket::Shutdown,
+    task: rocket::tokio::task::JoinHandle<Result<Rocket<rocket::Ignite>, rocket::Error>>,
+}
+
+impl Running {
+    /// `http://<addr>`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful shutdown, as on SIGTERM: in-flight requests finish and the database is
+    /// flushed and closed before this returns.
+    pub async fn stop(self) -> Result<(), BoxError> {
+        self.shutdown.notify();
+        match self.task.await {
+            Ok(result) => result.map(drop).map_err(Into::into),
+            // The launch task panicked or was cancelled; nothing is left to stop.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Ignites and launches [`build`]`(figment)` in a background task and returns once the
+/// server listens. For embedding the HTTP server in another program and for the
+/// integration tests of the agents, which talk to a real server over loopback:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), helpdesk_server::BoxError> {
+/// let figment = helpdesk_server::config::figment()
+///     .merge(("port", 0))
+///     .merge(("data_dir", "/tmp/helpdesk-demo"));
+/// let server = helpdesk_server::spawn(figment).await?;
+/// println!("serving on {}", server.base_url());
+/// server.stop().await?;
+/// # Ok(()) }
+/// ```
+pub async fn spawn(figment: Figment) -> Result<Running, BoxError> {
+    let (tx, rx) = rocket::tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let rocket = build(figment)
+        .attach(AdHoc::on_liftoff("report the address", move |rocket| {
+            let c = rocket.config();
+            let addr = std::net::SocketAddr::new(c.address, c.port);
+            if let Some(tx) = tx.lock().ok().and_then(|mut tx| tx.take()) {
+                let _ = tx.send(addr);
+            }
+            Box::pin(async {})
+        }))
+        .ignite()
+        .await?;
+    let data_dir = rocket.state::<AppState>().map(|s| s.config.data_dir.clone()).unwrap_or_default();
+    let shutdown = rocket.shutdown();
+    let task = rocket::tokio::spawn(rocket.launch());
+    match rx.await {
+        Ok(addr) => Ok(Running { addr, data_dir, shutdown, task }),
+        // Launch failed before liftoff (e.g. the port is taken): report its error.
+        Err(_) => match task.await {
+            Ok(Err(e)) => Err(e.into()),
+            Ok(Ok(_)) => Err("the server stopped before it listened".into()),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
 /// The server, ready to ignite: routes, catchers, state (opened on ignite) and fairings.
 pub fn build(figment: Figment) -> Rocket<Build> {
     rocket::custom(figment)
