@@ -1,7 +1,7 @@
 //! [`Error`], the one error type of the agent, and the documented process exit codes.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Process exit codes. Each failure class has its own code so that a CronJob, a script or
 /// an alert can tell "the server is down" from "the disk is full" without parsing logs.
@@ -48,11 +48,11 @@ pub enum Error {
     #[error("verification failed: {0}")]
     Verification(String),
 
-    /// No space left (ENOSPC, EDQUOT or EFBIG) while writing `path`.
-    #[error("out of space while writing {}: {source}; free space (or raise the limit) and run again", path.display())]
+    /// No space left (ENOSPC, EDQUOT or EFBIG).
+    #[error("out of space ({what}): {source}; free space (or raise the limit) and run again")]
     OutOfSpace {
-        /// The file or directory being written.
-        path: PathBuf,
+        /// What was being done, e.g. `writing /backups/.helpdesk-....partial`.
+        what: String,
         /// The underlying error.
         source: io::Error,
     },
@@ -114,7 +114,7 @@ impl Error {
     /// exceeded quota or file-size limit as [`Error::OutOfSpace`].
     pub fn write(path: &Path, source: io::Error) -> Error {
         if is_out_of_space(&source) {
-            Error::OutOfSpace { path: path.to_owned(), source }
+            Error::OutOfSpace { what: format!("writing {}", path.display()), source }
         } else {
             Error::Io { context: format!("cannot write {}", path.display()), source }
         }
@@ -124,8 +124,7 @@ impl Error {
     /// [`Error::OutOfSpace`]).
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         if is_out_of_space(&source) {
-            let context = context.into();
-            return Error::OutOfSpace { path: PathBuf::from(context), source };
+            return Error::OutOfSpace { what: context.into(), source };
         }
         Error::Io { context: context.into(), source }
     }
@@ -143,11 +142,9 @@ impl Error {
             helpdesk_core::Error::InvalidSnapshot(why) => {
                 Error::Verification(format!("{context}: invalid snapshot: {why}"))
             }
-            helpdesk_core::Error::Io(e) if is_out_of_space(&e) => {
-                Error::OutOfSpace { path: PathBuf::from(context), source: e }
-            }
+            helpdesk_core::Error::Io(e) if is_out_of_space(&e) => Error::OutOfSpace { what: context, source: e },
             helpdesk_core::Error::Storage(msg) if storage_out_of_space(&msg) => {
-                Error::OutOfSpace { path: PathBuf::from(context), source: io::Error::other(msg) }
+                Error::OutOfSpace { what: context, source: io::Error::other(msg) }
             }
             source => Error::Core { context, source },
         }

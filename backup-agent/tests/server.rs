@@ -1,6 +1,8 @@
 //! Against a real helpdesk-server on 127.0.0.1: backup, list, verify, restore, serve the
 //! restored directory and find every ticket and its history; and a backup taken while
 //! writers run.
+// Helpers outside #[test] functions panic on failure just as the tests do.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

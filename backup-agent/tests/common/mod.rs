@@ -1,6 +1,8 @@
 //! Shared helpers: run the agent binary, start a real helpdesk-server on loopback, make
 //! databases with history.
 #![allow(dead_code)]
+// Test support code: a failed step should panic with its error, as in a test body.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
