@@ -108,7 +108,7 @@ impl SnapshotScanner {
             return Err(e.clone());
         }
         while !data.is_empty() {
-            match data.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', data) {
                 Some(i) => {
                     let (line, rest) = data.split_at(i + 1);
                     data = rest;

@@ -2,8 +2,9 @@
 //! only one process open a database, so a live database can only be read through its
 //! server), or a data directory that no server holds (offline mode).
 
-use std::io::{BufWriter, Read};
+use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -90,38 +91,131 @@ pub fn open(spec: &SourceSpec) -> Result<OpenSource> {
 }
 
 fn open_server(base: &str, token: &str, read_timeout: Duration, connect_timeout: Duration) -> Result<OpenSource> {
-    let base = base.trim_end_matches('/');
+    let base = base.trim_end_matches('/').to_owned();
     let url = format!("{base}{SNAPSHOT_PATH}");
-    let client = reqwest::blocking::Client::builder()
+    let client = reqwest::Client::builder()
         .user_agent(concat!("backup-agent/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
-        // The blocking client applies this to the wait for the response headers and to each
-        // read of the body, not to the whole transfer: a snapshot of a large database may
-        // take many minutes, but a stall longer than this fails the backup.
-        .timeout(read_timeout)
+        // No overall deadline (a large database takes many minutes), but a stall longer than
+        // this, waiting for the headers or between two reads of the body, fails the backup.
+        .read_timeout(read_timeout)
         .build()
         .map_err(|e| Error::SourceUnreachable(format!("cannot set up the HTTP client: {}", chain(&e))))?;
-    let response = client
-        .get(&url)
-        .bearer_auth(token)
-        .send()
-        .map_err(|e| Error::SourceUnreachable(format!("cannot reach the server at {url}: {}", chain(&e))))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| body.chars().take(200).collect());
-        let hint = match status.as_u16() {
-            401 => " (the token was not accepted: check --token-file)",
-            403 => " (the token is valid but not an admin token)",
-            404 => " (is --server the helpdesk server's base URL?)",
-            _ => "",
-        };
-        return Err(Error::SourceUnreachable(format!("{url} answered {status}{hint}: {message}")));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the HTTP runtime", e))?;
+    // The download runs on its own thread and reads ahead into a bounded queue, so the
+    // network and the server's export keep going while this thread checks and compresses
+    // (memory: at most QUEUE chunks).
+    let (head_tx, head_rx) = sync_channel::<Result<()>>(1);
+    let (tx, rx) = sync_channel(QUEUE);
+    let token = token.to_owned();
+    let download_url = url.clone();
+    std::thread::Builder::new()
+        .name("download".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let response = match client.get(&download_url).bearer_auth(&token).send().await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = head_tx.send(Err(Error::SourceUnreachable(format!(
+                            "cannot reach the server at {download_url}: {}",
+                            chain(&e)
+                        ))));
+                        return;
+                    }
+                };
+                let status = response.status();
+                if !status.is_success() {
+                    let body = response.text().await.unwrap_or_default();
+                    let _ = head_tx.send(Err(http_error(&download_url, status, &body)));
+                    return;
+                }
+                if head_tx.send(Ok(())).is_err() {
+                    return;
+                }
+                let mut response = response;
+                loop {
+                    let item = match response.chunk().await {
+                        Ok(Some(chunk)) => Ok(Some(chunk)),
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(io::Error::other(chain(&e))),
+                    };
+                    let last = !matches!(item, Ok(Some(_)));
+                    // A closed queue means the reader gave up: stop downloading.
+                    if tx.send(item).is_err() || last {
+                        return;
+                    }
+                }
+            });
+        })
+        .map_err(|e| Error::io("cannot start the download thread", e))?;
+    match head_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(Error::SourceUnreachable(format!("the download of {url} stopped before it started"))),
     }
-    Ok(OpenSource { reader: Box::new(response), info: SourceInfo::Server { url: base.to_owned() }, export: None })
+    Ok(OpenSource {
+        reader: Box::new(QueueReader { rx, current: None, offset: 0, ended: false }),
+        info: SourceInfo::Server { url: base },
+        export: None,
+    })
+}
+
+/// Chunks queued ahead of the reader by the download thread.
+const QUEUE: usize = 16;
+
+fn http_error(url: &str, status: reqwest::StatusCode, body: &str) -> Error {
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    let hint = match status.as_u16() {
+        401 => " (the token was not accepted: check --token-file)",
+        403 => " (the token is valid but not an admin token)",
+        404 => " (is --server the helpdesk server's base URL?)",
+        _ => "",
+    };
+    Error::SourceUnreachable(format!("{url} answered {status}{hint}: {message}"))
+}
+
+/// `Read` over the download queue. The stream must end with an explicit end marker: a
+/// download thread that vanished is an error, not the end of the snapshot.
+struct QueueReader<C> {
+    rx: Receiver<io::Result<Option<C>>>,
+    current: Option<C>,
+    offset: usize,
+    ended: bool,
+}
+
+impl<C: AsRef<[u8]>> Read for QueueReader<C> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(chunk) = &self.current {
+                let rest = &chunk.as_ref()[self.offset..];
+                if !rest.is_empty() {
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    self.offset += n;
+                    return Ok(n);
+                }
+                self.current = None;
+            }
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(Some(chunk))) => {
+                    self.current = Some(chunk);
+                    self.offset = 0;
+                }
+                Ok(Ok(None)) => self.ended = true,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("the download thread stopped without finishing")),
+            }
+        }
+    }
 }
 
 /// The database directory inside a server data directory.
