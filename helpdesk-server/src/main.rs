@@ -76,7 +76,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => {
-            if let Err(e) = helpdesk_server::telemetry::init_logging(&config.log_filter, config.log_file.as_deref()) {
+            if let Err(e) = helpdesk_server::telemetry::init_logging(
+                &config.log_filter,
+                config.log_file.as_deref().map(|path| helpdesk_server::telemetry::LogFile {
+                    path,
+                    max_bytes: config.log_file_max_bytes,
+                    keep: config.log_file_keep,
+                }),
+            ) {
                 eprintln!("helpdesk-server: {e}");
                 return ExitCode::from(2);
             }
