@@ -240,41 +240,6 @@ impl std::io::Write for RotatingFile {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn rotates_whole_lines_by_size_and_keeps_the_newest_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("logs/server.log");
-        let mut f = RotatingFile::open(LogFile { path: &path, max_bytes: 100, keep: 2 }).unwrap();
-        for i in 0..20 {
-            // 30-byte lines: three fit in 100 bytes, the fourth rotates.
-            f.write_all(format!("{{\"n\":{i:02},\"pad\":\"xxxxxxxxxx\"}}\n").as_bytes()).unwrap();
-        }
-        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
-        let numbered = |n: u32| dir.path().join(format!("logs/server.log.{n}"));
-        assert!(!numbered(3).exists(), "only two rotated files are kept");
-        let (active, one, two) = (read(&path), read(&numbered(1)), read(&numbered(2)));
-        for content in [&active, &one, &two] {
-            assert!(content.len() <= 100);
-            assert!(content.lines().all(|l| l.starts_with("{\"n\":") && l.ends_with('}')), "{content}");
-        }
-        // Newest last: .2 then .1 then the active file, consecutive and ending at 19.
-        let all: Vec<u32> = [two, one, active].concat().lines().map(|l| l[5..7].parse().unwrap()).collect();
-        assert_eq!(all, (20 - all.len() as u32..20).collect::<Vec<_>>());
-        assert_eq!(all.len(), 8);
-
-        // Reopening continues the active file's size count.
-        drop(f);
-        let mut f = RotatingFile::open(LogFile { path: &path, max_bytes: 100, keep: 2 }).unwrap();
-        f.write_all(&[b'x'; 60]).unwrap();
-        assert_eq!(read(&path).len(), 60, "the 60 bytes did not fit: the file rotated first");
-    }
-}
-
 /// Per-request bookkeeping kept in the request's local cache.
 pub struct RequestMeta {
     /// The request id (echoed as `X-Request-Id`).
@@ -322,5 +287,40 @@ impl Fairing for RequestTelemetry {
             tracing::info!(target: "helpdesk_server::access", request_id = %meta.id, method = %req.method(),
                 route = %route, path = %req.uri().path(), status, duration_ms, "request");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn rotates_whole_lines_by_size_and_keeps_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/server.log");
+        let mut f = RotatingFile::open(LogFile { path: &path, max_bytes: 100, keep: 2 }).unwrap();
+        for i in 0..20 {
+            // 30-byte lines: three fit in 100 bytes, the fourth rotates.
+            f.write_all(format!("{{\"n\":{i:02},\"pad\":\"xxxxxxxxxx\"}}\n").as_bytes()).unwrap();
+        }
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+        let numbered = |n: u32| dir.path().join(format!("logs/server.log.{n}"));
+        assert!(!numbered(3).exists(), "only two rotated files are kept");
+        let (active, one, two) = (read(&path), read(&numbered(1)), read(&numbered(2)));
+        for content in [&active, &one, &two] {
+            assert!(content.len() <= 100);
+            assert!(content.lines().all(|l| l.starts_with("{\"n\":") && l.ends_with('}')), "{content}");
+        }
+        // Newest last: .2 then .1 then the active file, consecutive and ending at 19.
+        let all: Vec<u32> = [two, one, active].concat().lines().map(|l| l[5..7].parse().unwrap()).collect();
+        assert_eq!(all, (20 - all.len() as u32..20).collect::<Vec<_>>());
+        assert_eq!(all.len(), 8);
+
+        // Reopening continues the active file's size count.
+        drop(f);
+        let mut f = RotatingFile::open(LogFile { path: &path, max_bytes: 100, keep: 2 }).unwrap();
+        f.write_all(&[b'x'; 60]).unwrap();
+        assert_eq!(read(&path).len(), 60, "the 60 bytes did not fit: the file rotated first");
     }
 }
