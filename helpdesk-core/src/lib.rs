@@ -52,6 +52,11 @@ pub mod ticket;
 pub mod verify;
 pub mod workflow;
 
+/// docs/embedding.md, compiled and run as doctests so the guide cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/embedding.md")]
+pub struct EmbeddingGuide;
+
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{Config, Durability, FlushObserver};
 pub use engine::Helpdesk;

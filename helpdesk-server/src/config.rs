@@ -20,6 +20,11 @@ pub struct AppConfig {
     pub data_dir: PathBuf,
     /// Also write the JSON logs to this file (appending), for the log shipper.
     pub log_file: Option<PathBuf>,
+    /// Rotate `log_file` before it would grow past this many bytes (renaming it to
+    /// `<log_file>.1`, `.1` to `.2`, ...); 0 never rotates.
+    pub log_file_max_bytes: u64,
+    /// Rotated files kept besides the active one (older ones are deleted).
+    pub log_file_keep: u32,
     /// TOML file of hashed bearer tokens (e.g. a mounted Kubernetes Secret). When absent,
     /// a random admin token is created in `<data_dir>/admin.token` on first start.
     pub tokens_file: Option<PathBuf>,
@@ -40,6 +45,8 @@ impl Default for AppConfig {
         AppConfig {
             data_dir: PathBuf::from("data"),
             log_file: None,
+            log_file_max_bytes: 10 * 1024 * 1024,
+            log_file_keep: 4,
             tokens_file: None,
             durability: Durability::Durable,
             sla: SlaPolicy::default(),

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// sled allocates and frees a node copy on most writes; glibc's malloc spent about a fifth of
+// the server's CPU on that under create load (docs/BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// IT helpdesk ticket server. Configuration comes from Rocket.toml (or $HELPDESK_CONFIG)
 /// and HELPDESK_* environment variables: HELPDESK_ADDRESS, HELPDESK_PORT,
 /// HELPDESK_DATA_DIR, HELPDESK_LOG_FILE, HELPDESK_TOKENS_FILE, HELPDESK_DURABILITY, ...
@@ -71,7 +76,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => {
-            if let Err(e) = helpdesk_server::telemetry::init_logging(&config.log_filter, config.log_file.as_deref()) {
+            if let Err(e) = helpdesk_server::telemetry::init_logging(
+                &config.log_filter,
+                config.log_file.as_deref().map(|path| helpdesk_server::telemetry::LogFile {
+                    path,
+                    max_bytes: config.log_file_max_bytes,
+                    keep: config.log_file_keep,
+                }),
+            ) {
                 eprintln!("helpdesk-server: {e}");
                 return ExitCode::from(2);
             }

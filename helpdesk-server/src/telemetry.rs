@@ -144,8 +144,20 @@ impl Metrics {
     }
 }
 
-/// Installs the JSON log subscriber: stdout, plus `log_file` (appending) when given.
-pub fn init_logging(filter: &str, log_file: Option<&std::path::Path>) -> Result<(), String> {
+/// Where and how to keep the log file.
+#[derive(Debug, Clone, Copy)]
+pub struct LogFile<'a> {
+    /// The active file.
+    pub path: &'a std::path::Path,
+    /// Rotate before the file would grow past this many bytes; 0 never rotates.
+    pub max_bytes: u64,
+    /// Rotated files kept (`<path>.1` is the newest).
+    pub keep: u32,
+}
+
+/// Installs the JSON log subscriber: stdout, plus the log file (appending, rotated by
+/// size) when given.
+pub fn init_logging(filter: &str, log_file: Option<LogFile<'_>>) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{fmt, EnvFilter, Layer};
@@ -155,18 +167,77 @@ pub fn init_logging(filter: &str, log_file: Option<&std::path::Path>) -> Result<
         .map_err(|e| format!("log_filter: {e}"))?;
     let json = || fmt::layer().json().flatten_event(true).with_current_span(false).with_span_list(false);
     let mut layers = vec![json().with_writer(std::io::stdout).boxed()];
-    if let Some(path) = log_file {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("log_file {}: {e}", path.display()))?;
-        }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("log_file {}: {e}", path.display()))?;
-        layers.push(json().with_writer(std::sync::Mutex::new(f)).boxed());
+    if let Some(log) = log_file {
+        let file = RotatingFile::open(log).map_err(|e| format!("log_file {}: {e}", log.path.display()))?;
+        layers.push(json().with_writer(std::sync::Mutex::new(file)).boxed());
     }
     tracing_subscriber::registry().with(filter).with(layers).try_init().map_err(|e| format!("logging: {e}"))
+}
+
+/// An append-only file rotated by size, by rename then reopen (what log shippers and
+/// `logrotate`'s default expect): `log` → `log.1` → `log.2` ..., the oldest deleted. Each
+/// event arrives as one `write` of whole lines, so a line never straddles two files.
+pub struct RotatingFile {
+    path: std::path::PathBuf,
+    max_bytes: u64,
+    keep: u32,
+    file: std::fs::File,
+    size: u64,
+}
+
+impl RotatingFile {
+    /// Opens (creating it and its directory) the active file for appending.
+    pub fn open(log: LogFile<'_>) -> std::io::Result<RotatingFile> {
+        if let Some(dir) = log.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log.path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile { path: log.path.to_owned(), max_bytes: log.max_bytes, keep: log.keep, file, size })
+    }
+
+    fn numbered(&self, n: u32) -> std::path::PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        name.into()
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                match std::fs::rename(self.numbered(n), self.numbered(n + 1)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&self.path, self.numbered(1))?;
+        }
+        self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl std::io::Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let len = buf.len() as u64;
+        if self.max_bytes > 0 && self.size > 0 && self.size + len > self.max_bytes {
+            // A failed rotation keeps appending to the current file: losing log lines
+            // would be worse than a file over its cap.
+            if let Err(e) = self.rotate() {
+                eprintln!("helpdesk-server: cannot rotate {}: {e}", self.path.display());
+            }
+        }
+        self.file.write_all(buf)?;
+        self.size += len;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Per-request bookkeeping kept in the request's local cache.
@@ -216,5 +287,40 @@ impl Fairing for RequestTelemetry {
             tracing::info!(target: "helpdesk_server::access", request_id = %meta.id, method = %req.method(),
                 route = %route, path = %req.uri().path(), status, duration_ms, "request");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn rotates_whole_lines_by_size_and_keeps_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/server.log");
+        let mut f = RotatingFile::open(LogFile { path: &path, max_bytes: 100, keep: 2 }).unwrap();
+        for i in 0..20 {
+            // 30-byte lines: three fit in 100 bytes, the fourth rotates.
+            f.write_all(format!("{{\"n\":{i:02},\"pad\":\"xxxxxxxxxx\"}}\n").as_bytes()).unwrap();
+        }
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+        let numbered = |n: u32| dir.path().join(format!("logs/server.log.{n}"));
+        assert!(!numbered(3).exists(), "only two rotated files are kept");
+        let (active, one, two) = (read(&path), read(&numbered(1)), read(&numbered(2)));
+        for content in [&active, &one, &two] {
+            assert!(content.len() <= 100);
+            assert!(content.lines().all(|l| l.starts_with("{\"n\":") && l.ends_with('}')), "{content}");
+        }
+        // Newest last: .2 then .1 then the active file, consecutive and ending at 19.
+        let all: Vec<u32> = [two, one, active].concat().lines().map(|l| l[5..7].parse().unwrap()).collect();
+        assert_eq!(all, (20 - all.len() as u32..20).collect::<Vec<_>>());
+        assert_eq!(all.len(), 8);
+
+        // Reopening continues the active file's size count.
+        drop(f);
+        let mut f = RotatingFile::open(LogFile { path: &path, max_bytes: 100, keep: 2 }).unwrap();
+        f.write_all(&[b'x'; 60]).unwrap();
+        assert_eq!(read(&path).len(), 60, "the 60 bytes did not fit: the file rotated first");
     }
 }

@@ -926,3 +926,38 @@ fn tokens_file_sets_roles_and_malformed_files_stop_the_start() {
     assert!(!status.success() && stderr.contains("missing.toml"), "missing tokens file: {status}\n{stderr}");
     assert!(!case_dir.path().join("data/admin.token").exists());
 }
+
+/// The configuration shipped in the Kubernetes ConfigMap (deploy/k8s/base/config) and the
+/// example tokens Secret are accepted by the real binary, as the pod will run them: the
+/// same file, the same environment variable, only the tokens path pointing into the repo.
+#[test]
+fn deployed_configmap_and_tokens_example_are_accepted() {
+    let dir = tempdir();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = root.join("deploy/k8s/base/config/helpdesk.toml");
+    let tokens = root.join("deploy/k8s/base/secrets/tokens.example.toml");
+    let out = command(dir.path())
+        .arg("check-config")
+        .env("HELPDESK_CONFIG", &config)
+        .env("HELPDESK_TOKENS_FILE", &tokens)
+        // The pod's data dir exists there; here it is created in the temp dir.
+        .env("HELPDESK_DATA_DIR", dir.path().join("data"))
+        .output()
+        .expect("run check-config");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout} stderr: {stderr}");
+    assert!(!stderr.contains("warning"), "no unknown keys: {stderr}");
+
+    // And it really is read: a typo in a key of that file is refused.
+    let broken = dir.path().join("helpdesk.toml");
+    let text = std::fs::read_to_string(&config).expect("read the ConfigMap's config");
+    std::fs::write(&broken, text.replace("durability =", "durabilty =")).expect("write the broken copy");
+    let out = command(dir.path())
+        .arg("check-config")
+        .env("HELPDESK_CONFIG", &broken)
+        .env("HELPDESK_TOKENS_FILE", &tokens)
+        .output()
+        .expect("run check-config");
+    assert_eq!(out.status.code(), Some(2), "a misspelt key is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("durabilty"));
+}
