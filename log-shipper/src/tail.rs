@@ -328,6 +328,8 @@ pub struct Tailer {
     buf: Vec<u8>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
+    /// A read found a file changed under it: scan before reading again.
+    rescan: bool,
 }
 
 fn now_ns() -> i64 {
@@ -419,6 +421,7 @@ impl Tailer {
             buf: vec![0; CHUNK],
             watcher,
             watched: HashSet::new(),
+            rescan: false,
         })
     }
 
@@ -431,7 +434,8 @@ impl Tailer {
         let mut last_scan = Instant::now();
         while !self.stop.load(Ordering::Acquire) && !self.asm.closed {
             let woken = self.wake.take();
-            if last_scan.elapsed() >= self.poll || (woken && last_scan.elapsed() >= MIN_RESCAN) {
+            if self.rescan || last_scan.elapsed() >= self.poll || (woken && last_scan.elapsed() >= MIN_RESCAN) {
+                self.rescan = false;
                 self.scan(false);
                 last_scan = Instant::now();
             }
@@ -721,7 +725,7 @@ impl Tailer {
     /// Reads one chunk from every open file; returns whether anything was read.
     fn read_round(&mut self) -> bool {
         let mut progressed = false;
-        let Tailer { sources, asm, buf, metrics, stop, .. } = self;
+        let Tailer { sources, asm, buf, metrics, stop, rescan, .. } = self;
         for s in sources.iter_mut() {
             if asm.closed || stop.load(Ordering::Relaxed) {
                 break;
@@ -737,6 +741,18 @@ impl Tailer {
             s.at_eof = n == 0;
             if n == 0 {
                 continue;
+            }
+            // Were these bytes read from the content we know? A copytruncate between two
+            // scans followed by fresh writes past our offset would otherwise be read as a
+            // continuation. Checked after the read, so the window is the read itself.
+            if let Some(fp) = s.fingerprint {
+                match Fingerprint::read_prefix(file, fp.len as usize) {
+                    Ok(prefix) if fp.matches(&prefix) => {}
+                    _ => {
+                        *rescan = true;
+                        continue;
+                    }
+                }
             }
             progressed = true;
             s.last_data = Instant::now();

@@ -32,7 +32,12 @@ fn ship_sample(encoding: &str) -> (Loki, Vec<support::loki::Entry>, String) {
     let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
     let _s = Shipper::start(
         dir.path(),
-        &args(&log, &loki.url(), &dir.path().join("pos.json"), &["--encoding", encoding, "--label", "namespace=campus"]),
+        &args(
+            &log,
+            &loki.url(),
+            &dir.path().join("pos.json"),
+            &["--encoding", encoding, "--label", "namespace=campus"],
+        ),
     );
     loki.wait_entries(4, PATIENCE);
     let pushes = loki.pushes();
@@ -90,14 +95,17 @@ fn a_400_batch_is_counted_and_never_retried() {
     let log = dir.path().join("app.log");
     let maddr = free_addr();
     // One batch (large batch wait) holding one line Loki refuses among valid ones.
-    let text: String = (0..10).map(|i| if i == 4 { format!("line {i} {REJECT}\n") } else { format!("line {i}\n") }).collect();
+    let text: String =
+        (0..10).map(|i| if i == 4 { format!("line {i} {REJECT}\n") } else { format!("line {i}\n") }).collect();
     append(&log, &text);
     let a = args(&log, &loki.url(), &dir.path().join("pos.json"), &["--metrics-addr", &maddr, "--batch-wait", "300ms"]);
     let _s = Shipper::start(dir.path(), &a);
     loki.wait_for(PATIENCE, "the 400", |p| p.iter().any(|p| p.status == 400));
     // Then a later batch goes through normally.
     append(&log, "after the refused batch\n");
-    loki.wait_for(PATIENCE, "the next batch", |p| p.iter().any(|p| p.accepted.iter().any(|e| e.line.contains("after"))));
+    loki.wait_for(PATIENCE, "the next batch", |p| {
+        p.iter().any(|p| p.accepted.iter().any(|e| e.line.contains("after")))
+    });
 
     let pushes = loki.pushes();
     let with_reject = pushes.iter().filter(|p| p.status == 400).count();
@@ -144,12 +152,7 @@ fn a_413_batch_is_split_until_each_part_fits() {
 #[test]
 fn rate_limits_failures_and_dropped_connections_are_retried_honouring_retry_after() {
     let loki = Loki::start();
-    loki.script([
-        Mode::Status(429, Some(1)),
-        Mode::Status(500, None),
-        Mode::Drop,
-        Mode::Status(503, None),
-    ]);
+    loki.script([Mode::Status(429, Some(1)), Mode::Status(500, None), Mode::Drop, Mode::Status(503, None)]);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     let maddr = free_addr();
@@ -177,7 +180,8 @@ fn refused_connections_and_timeouts_are_retried() {
     let log = dir.path().join("app.log");
     let maddr = free_addr();
     append(&log, "while down\n");
-    let a = args(&log, &loki.url(), &dir.path().join("pos.json"), &["--metrics-addr", &maddr, "--push-timeout", "300ms"]);
+    let a =
+        args(&log, &loki.url(), &dir.path().join("pos.json"), &["--metrics-addr", &maddr, "--push-timeout", "300ms"]);
     let _s = Shipper::start(dir.path(), &a);
     wait_until(PATIENCE, "network retries", || metric(&maddr, "log_shipper_push_retries_total") >= 3.0);
     // A Loki slower than the push timeout counts as a timeout and is retried too.
@@ -203,7 +207,8 @@ fn tenant_is_required_when_tenancy_is_on_and_credentials_are_sent() {
     // Without a tenant: 401, dropped and counted (not retried forever).
     let log = dir.path().join("a.log");
     append(&log, "no tenant\n");
-    let mut s = Shipper::start(dir.path(), &args(&log, &loki.url(), &dir.path().join("a.json"), &["--metrics-addr", &maddr]));
+    let mut s =
+        Shipper::start(dir.path(), &args(&log, &loki.url(), &dir.path().join("a.json"), &["--metrics-addr", &maddr]));
     loki.wait_for(PATIENCE, "the 401", |p| p.iter().any(|p| p.status == 401));
     wait_until(PATIENCE, "drop counter", || metric(&maddr, "log_shipper_lines_dropped_total") == 1.0);
     assert_eq!(loki.answers().get("401"), Some(&1));

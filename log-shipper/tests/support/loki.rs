@@ -248,7 +248,11 @@ impl Loki {
             let now = Instant::now();
             if now >= deadline {
                 let n: usize = g.pushes.iter().map(|p| p.accepted.len()).sum();
-                panic!("timed out after {timeout:?} waiting for {what}; {} pushes, {n} entries, answers {:?}", g.pushes.len(), g.answers);
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; {} pushes, {n} entries, answers {:?}",
+                    g.pushes.len(),
+                    g.answers
+                );
             }
             g = self.shared.1.wait_timeout(g, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
@@ -438,7 +442,8 @@ fn too_large(n: usize, max: Option<usize>) -> Result<(), (u16, String)> {
 fn decode_protobuf(body: &[u8], max: Option<usize>) -> Result<Vec<Entry>, (u16, String)> {
     let len = snap::raw::decompress_len(body).map_err(|_| (400, "snappy: corrupt input\n".to_string()))?;
     too_large(len, max)?;
-    let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|_| (400, "snappy: corrupt input\n".to_string()))?;
+    let raw =
+        snap::raw::Decoder::new().decompress_vec(body).map_err(|_| (400, "snappy: corrupt input\n".to_string()))?;
     let req: logproto::PushRequest =
         prost::Message::decode(raw.as_slice()).map_err(|e| (400, format!("proto: {e}\n")))?;
     let mut out = Vec::new();
