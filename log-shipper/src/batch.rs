@@ -90,6 +90,8 @@ pub struct Batch {
     pub bytes: usize,
     /// When the first entry was added.
     pub started: Option<Instant>,
+    /// The push body, when the reader encoded it ahead of the sender (dropped on split).
+    pub body: Option<bytes::Bytes>,
 }
 
 impl Batch {
@@ -145,7 +147,7 @@ impl Batch {
         let tail: Vec<Entry> = self.entries.split_off(cut);
         let mk = |entries: Vec<Entry>| {
             let bytes = entries.iter().map(Entry::size).sum();
-            Batch { entries, bytes, started: self.started }
+            Batch { entries, bytes, started: self.started, body: None }
         };
         (mk(std::mem::take(&mut self.entries)), mk(tail))
     }

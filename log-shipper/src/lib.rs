@@ -78,6 +78,27 @@ impl Summary {
     }
 }
 
+/// Encodes batches off the reader thread, overlapping encoding with the push of the
+/// previous batch. Returns the lines it could not hand over (the sender stopped at the
+/// shutdown deadline). An encoding failure is left to the sender, which reports it.
+fn encode_stage(
+    mut rx: tokio::sync::mpsc::Receiver<batch::Batch>,
+    tx: tokio::sync::mpsc::Sender<batch::Batch>,
+    encoding: config::Encoding,
+) -> u64 {
+    let mut unsent = 0u64;
+    while let Some(mut b) = rx.blocking_recv() {
+        if b.lines() > 0 {
+            b.body = proto::encode(&b, encoding).ok();
+        }
+        if let Err(e) = tx.blocking_send(b) {
+            unsent += e.0.lines() as u64;
+            rx.close();
+        }
+    }
+    unsent
+}
+
 /// Runs the shipper until `shutdown` completes, then delivers what was read within
 /// `config.shutdown_timeout`, saves the positions and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Summary, Error> {
@@ -99,7 +120,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     };
     let ledger = Arc::new(Ledger::new(config.positions.clone(), records));
     // Fail now, with a clear message, if the positions file cannot be written.
-    ledger.save().map_err(positions_err)?;
+    ledger.save(true).map_err(positions_err)?;
 
     let metrics = Arc::new(metrics::Metrics::new()?);
     let metrics_task = match config.metrics_addr {
@@ -112,7 +133,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     };
     let pusher = Pusher::new(&config, metrics.clone(), ledger.clone())?;
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel(config.max_pending_batches);
+    // reader thread → (1 batch) → encoder thread → (max_pending_batches) → sender task.
+    let (tx, raw_rx) = tokio::sync::mpsc::channel(1);
+    let (encoded_tx, mut rx) = tokio::sync::mpsc::channel(config.max_pending_batches);
+    let encoding = config.encoding;
+    let encoder = std::thread::Builder::new()
+        .name("log-shipper-encoder".into())
+        .spawn(move || encode_stage(raw_rx, encoded_tx, encoding))
+        .map_err(|e| Error::Internal(format!("cannot start the encoder thread: {e}")))?;
     let wake = Arc::new(tail::Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
     let tailer =
@@ -144,16 +172,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     });
 
     let mut undelivered_lines = 0u64;
-    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+    let sync_every = if config.positions_sync_interval.is_zero() {
+        std::time::Duration::from_secs(1)
+    } else {
+        config.positions_sync_interval
+    };
+    let mut ticker = tokio::time::interval(sync_every);
     loop {
         let next = tokio::select! {
             b = rx.recv() => b,
             _ = push::until_deadline(&mut deadline_rx) => break,
             _ = ticker.tick() => {
-                // Positions changed by the reader alone (new files, renames) are saved too.
-                if ledger.dirty() {
+                // The durable write of the positions (acknowledgements since the last one,
+                // and changes by the reader alone: new files, renames).
+                if ledger.dirty(true) {
                     let l = ledger.clone();
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.save()).await {
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.save(true)).await {
                         metrics.positions_errors.inc();
                         tracing::error!(error = %e, "could not write the positions file");
                     }
@@ -176,18 +210,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     }
     stop.store(true, Ordering::Release);
     wake.notify();
-    let unsent = tokio::task::spawn_blocking(move || reader.join())
+    let unsent = tokio::task::spawn_blocking(move || (encoder.join(), reader.join()))
         .await
-        .map_err(|e| Error::Internal(format!("reader join: {e}")))?
-        .map_err(|_| Error::Internal("the reader thread panicked".into()))?;
-    undelivered_lines += unsent;
+        .map_err(|e| Error::Internal(format!("worker join: {e}")))?;
+    let (Ok(unencoded), Ok(unread)) = unsent else {
+        return Err(Error::Internal("a worker thread panicked".into()));
+    };
+    undelivered_lines += unencoded + unread;
     signal_task.abort();
     if let Some(t) = metrics_task {
         t.abort();
     }
     let saved = tokio::task::spawn_blocking({
         let l = ledger.clone();
-        move || l.save()
+        move || l.save(true)
     })
     .await
     .map_err(|e| Error::Internal(format!("positions save: {e}")))?;

@@ -49,7 +49,7 @@ impl LineSplitter {
     pub fn push(&mut self, chunk: &[u8], offset: u64, mut out: impl FnMut(Line<'_>)) {
         let mut start = 0;
         while start < chunk.len() {
-            let Some(nl) = chunk[start..].iter().position(|&b| b == b'\n').map(|p| start + p) else {
+            let Some(nl) = memchr::memchr(b'\n', &chunk[start..]).map(|p| start + p) else {
                 self.hold(&chunk[start..]);
                 return;
             };

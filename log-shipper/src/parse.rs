@@ -28,17 +28,17 @@ pub struct Fields {
     pub metadata: usize,
 }
 
-/// Values found in one line.
+/// Values found in one line (borrowed from it unless they held escapes).
 #[derive(Debug, Default, PartialEq)]
-pub struct Extracted {
+pub struct Extracted<'a> {
     /// Nanoseconds since the epoch, from the best timestamp candidate that parsed.
     pub ts_ns: Option<i64>,
     /// Which timestamp candidate gave `ts_ns` (lower is better).
     ts_rank: u8,
     /// Values of the label fields, by position.
-    pub labels: Vec<Option<String>>,
+    pub labels: Vec<Option<Cow<'a, str>>>,
     /// Values of the metadata fields, by position.
-    pub metadata: Vec<Option<String>>,
+    pub metadata: Vec<Option<Cow<'a, str>>>,
 }
 
 impl Fields {
@@ -59,7 +59,7 @@ impl Fields {
 
     /// Parses `line` if it is a JSON object; `None` for anything else (plain text lines are
     /// shipped as they are, stamped with the time they were read).
-    pub fn extract(&self, line: &[u8]) -> Option<Extracted> {
+    pub fn extract<'a>(&self, line: &'a [u8]) -> Option<Extracted<'a>> {
         let first = line.iter().find(|b| !b.is_ascii_whitespace())?;
         if *first != b'{' || self.wanted.is_empty() {
             return None;
@@ -76,12 +76,12 @@ impl Fields {
     }
 }
 
-struct TopLevel<'a> {
+struct TopLevel<'a, 'de> {
     fields: &'a Fields,
-    out: &'a mut Extracted,
+    out: &'a mut Extracted<'de>,
 }
 
-impl<'de> Visitor<'de> for TopLevel<'_> {
+impl<'de> Visitor<'de> for TopLevel<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,8 +103,8 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     }
                 }
                 Role::Timestamp(_) => {}
-                Role::Label(i) => self.out.labels[i as usize] = value.into_string(),
-                Role::Metadata(i) => self.out.metadata[i as usize] = value.into_string(),
+                Role::Label(i) => self.out.labels[i as usize] = value.into_cow(),
+                Role::Metadata(i) => self.out.metadata[i as usize] = value.into_cow(),
             }
         }
         Ok(())
@@ -187,14 +187,14 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
     }
 }
 
-impl Scalar<'_> {
-    fn into_string(self) -> Option<String> {
+impl<'de> Scalar<'de> {
+    fn into_cow(self) -> Option<Cow<'de, str>> {
         match self {
-            Scalar::Str(s) => Some(s.into_owned()),
-            Scalar::I64(n) => Some(n.to_string()),
-            Scalar::U64(n) => Some(n.to_string()),
-            Scalar::F64(n) => Some(n.to_string()),
-            Scalar::Bool(b) => Some(b.to_string()),
+            Scalar::Str(s) => Some(s),
+            Scalar::I64(n) => Some(Cow::Owned(n.to_string())),
+            Scalar::U64(n) => Some(Cow::Owned(n.to_string())),
+            Scalar::F64(n) => Some(Cow::Owned(n.to_string())),
+            Scalar::Bool(b) => Some(Cow::Owned(b.to_string())),
             Scalar::Other => None,
         }
     }

@@ -127,6 +127,17 @@ pub fn push_request(batch: &Batch) -> PushRequest {
     PushRequest { streams }
 }
 
+/// The body for `encoding`.
+pub fn encode(batch: &Batch, encoding: crate::config::Encoding) -> std::io::Result<bytes::Bytes> {
+    use crate::config::Encoding;
+    let body = match encoding {
+        Encoding::Protobuf => encode_protobuf(batch).map_err(std::io::Error::other)?,
+        Encoding::JsonGzip => encode_json(batch, true)?,
+        Encoding::Json => encode_json(batch, false)?,
+    };
+    Ok(bytes::Bytes::from(body))
+}
+
 /// The protobuf body, snappy raw-block compressed (`Content-Type: application/x-protobuf`).
 pub fn encode_protobuf(batch: &Batch) -> Result<Vec<u8>, snap::Error> {
     let raw = prost::Message::encode_to_vec(&push_request(batch));

@@ -35,6 +35,8 @@ pub struct Pusher {
     min_backoff: Duration,
     max_backoff: Duration,
     max_retries: u32,
+    /// Every positions write fsynced (interval 0).
+    durable_saves: bool,
     metrics: Arc<Metrics>,
     ledger: Arc<Ledger>,
 }
@@ -114,18 +116,10 @@ impl Pusher {
             min_backoff: cfg.min_backoff,
             max_backoff: cfg.max_backoff,
             max_retries: cfg.max_retries,
+            durable_saves: cfg.positions_sync_interval.is_zero(),
             metrics,
             ledger,
         })
-    }
-
-    fn encode(&self, batch: &Batch) -> std::io::Result<Bytes> {
-        let body = match self.encoding {
-            Encoding::Protobuf => proto::encode_protobuf(batch).map_err(std::io::Error::other)?,
-            Encoding::JsonGzip => proto::encode_json(batch, true)?,
-            Encoding::Json => proto::encode_json(batch, false)?,
-        };
-        Ok(Bytes::from(body))
     }
 
     async fn attempt(&self, body: Bytes) -> Attempt {
@@ -189,13 +183,18 @@ impl Pusher {
     /// dropped, or until the shutdown deadline in `deadline` passes.
     pub async fn deliver(&self, batch: Batch, deadline: &mut watch::Receiver<Option<Instant>>) -> Delivery {
         let mut queue = VecDeque::from([batch]);
-        while let Some(b) = queue.pop_front() {
+        while let Some(mut b) = queue.pop_front() {
             if b.lines() == 0 {
                 // Only blank lines: nothing to send, but their bytes are done with.
                 self.acknowledge(&b).await;
                 continue;
             }
-            let body = match self.encode(&b) {
+            // Usually encoded by the reader thread already, overlapping the previous push.
+            let encoded = match b.body.take() {
+                Some(body) => Ok(body),
+                None => proto::encode(&b, self.encoding),
+            };
+            let body = match encoded {
                 Ok(body) => body,
                 Err(e) => {
                     tracing::error!(error = %e, lines = b.lines(), "could not encode a batch; dropping it");
@@ -268,11 +267,12 @@ impl Pusher {
     }
 
     /// Moves the positions past `b` and saves them before anything else is sent, so a
-    /// crash re-sends at most the batch in flight.
+    /// crash re-sends at most the batch in flight (fsynced only on the sync timer, unless
+    /// `positions_sync_interval` is 0).
     async fn acknowledge(&self, b: &Batch) {
         self.ledger.ack(&b.offsets());
-        let ledger = self.ledger.clone();
-        let res = tokio::task::spawn_blocking(move || ledger.save()).await;
+        let (ledger, durable) = (self.ledger.clone(), self.durable_saves);
+        let res = tokio::task::spawn_blocking(move || ledger.save(durable)).await;
         match res {
             Ok(Ok(true)) => self.metrics.positions_saves.inc(),
             Ok(Ok(false)) => {}

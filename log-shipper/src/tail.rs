@@ -24,6 +24,7 @@
 //! Architecture Invariant: reading never runs ahead of the sender by more than the batch
 //! queue: `blocking_send` on the bounded channel pauses reading while Loki is down.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io;
@@ -170,6 +171,9 @@ struct Source {
     /// `None` for an orphan (no file open).
     file: Option<File>,
     fingerprint: Option<Fingerprint>,
+    /// The first bytes (up to [`FINGERPRINT_MAX`]) as last seen in this run; empty for a
+    /// record loaded from the positions file (its fingerprint is all that is known).
+    prefix: Vec<u8>,
     /// Bytes consumed into the splitter.
     read_offset: u64,
     splitter: LineSplitter,
@@ -189,9 +193,9 @@ struct Assembler {
     metadata_names: Vec<Arc<str>>,
     global_labels: BTreeMap<String, String>,
     input_labels: Vec<BTreeMap<String, String>>,
-    streams: HashMap<String, Arc<Stream>>,
+    streams: HashMap<Vec<u8>, Arc<Stream>>,
     next_stream: u32,
-    key: String,
+    key: Vec<u8>,
     batch: Batch,
     batch_bytes: usize,
     tx: mpsc::Sender<Batch>,
@@ -203,18 +207,18 @@ struct Assembler {
 }
 
 impl Assembler {
-    fn stream(&mut self, input: usize, values: &[Option<String>]) -> Arc<Stream> {
-        use std::fmt::Write;
+    fn stream(&mut self, input: usize, values: &[Option<Cow<'_, str>>]) -> Arc<Stream> {
         self.key.clear();
-        let _ = write!(self.key, "{input}");
+        self.key.extend_from_slice(&(input as u32).to_le_bytes());
         for v in values {
-            self.key.push('\0');
+            // 0xFF never occurs in UTF-8, so it separates values unambiguously.
+            self.key.push(0xFF);
             match v {
-                Some(v) if v.len() <= MAX_LABEL_VALUE && !v.is_empty() => self.key.push_str(v),
-                _ => self.key.push('\u{1}'),
+                Some(v) if v.len() <= MAX_LABEL_VALUE && !v.is_empty() => self.key.extend_from_slice(v.as_bytes()),
+                _ => self.key.push(0xFE),
             }
         }
-        if let Some(s) = self.streams.get(self.key.as_str()) {
+        if let Some(s) = self.streams.get(self.key.as_slice()) {
             return s.clone();
         }
         if self.streams.len() >= MAX_STREAMS {
@@ -225,7 +229,7 @@ impl Assembler {
         labels.extend(self.input_labels[input].iter().map(|(k, v)| (k.clone(), v.clone())));
         for (name, v) in self.label_names.iter().zip(values) {
             if let Some(v) = v.as_ref().filter(|v| v.len() <= MAX_LABEL_VALUE && !v.is_empty()) {
-                let v = if name == "level" { v.to_ascii_lowercase() } else { v.clone() };
+                let v = if name == "level" { v.to_ascii_lowercase() } else { v.to_string() };
                 labels.insert(name.clone(), v);
             }
         }
@@ -270,7 +274,7 @@ impl Assembler {
                         .metadata_names
                         .iter()
                         .zip(ex.metadata)
-                        .filter_map(|(n, v)| v.filter(|v| !v.is_empty()).map(|v| (n.clone(), v)))
+                        .filter_map(|(n, v)| v.filter(|v| !v.is_empty()).map(|v| (n.clone(), v.into_owned())))
                         .collect();
                     (ex.ts_ns.unwrap_or(read_ns), stream, md)
                 }
@@ -332,6 +336,21 @@ pub struct Tailer {
     rescan: bool,
 }
 
+impl Source {
+    /// Whether a file starting with `prefix` starts with this source's bytes, or with the
+    /// start of them (a copy taken when the file was shorter). The shared part must hold a
+    /// whole line: a few common bytes such as `{"timestamp":"2026-` prove nothing.
+    fn same_start(&self, prefix: &[u8]) -> bool {
+        if self.prefix.is_empty() {
+            return self.fingerprint.is_some_and(|fp| fp.matches(prefix));
+        }
+        let n = self.prefix.len().min(prefix.len());
+        n > 0
+            && self.prefix[..n] == prefix[..n]
+            && (n == FINGERPRINT_MAX || memchr::memchr(b'\n', &prefix[..n]).is_some())
+    }
+}
+
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
@@ -361,6 +380,7 @@ impl Tailer {
                 ino: r.ino,
                 file: None,
                 fingerprint: r.fingerprint,
+                prefix: Vec::new(),
                 read_offset: r.offset,
                 splitter: LineSplitter::new(cfg.max_line_bytes),
                 detached: true,
@@ -388,7 +408,7 @@ impl Tailer {
                 input_labels: cfg.inputs.iter().map(|i| i.labels.clone()).collect(),
                 streams: HashMap::new(),
                 next_stream: 0,
-                key: String::new(),
+                key: Vec::new(),
                 batch: Batch::default(),
                 batch_bytes: cfg.batch_bytes,
                 tx,
@@ -463,7 +483,7 @@ impl Tailer {
     }
 
     fn save_positions(&self) {
-        match self.ledger.save() {
+        match self.ledger.save(true) {
             Ok(true) => self.metrics.positions_saves.inc(),
             Ok(false) => {}
             Err(e) => {
@@ -526,13 +546,17 @@ impl Tailer {
         // 2. Classify files not open yet.
         let mut keys: Vec<(u64, u64)> = found.keys().copied().collect();
         keys.sort_by(|a, b| found[a].path.cmp(&found[b].path));
-        for key in keys {
-            if self.sources.iter().any(|s| s.file.is_some() && (s.dev, s.ino) == key) {
-                continue;
+        // Two passes: files known by inode first, so that a copy of a file can never take
+        // over the record of the file itself.
+        for same_inode_only in [true, false] {
+            for key in &keys {
+                if self.sources.iter().any(|s| s.file.is_some() && (s.dev, s.ino) == *key) {
+                    continue;
+                }
+                let f = &found[key];
+                let (path, input, len) = (f.path.clone(), f.input, f.len);
+                self.classify(path, *key, input, len, initial, same_inode_only);
             }
-            let f = &found[&key];
-            let (path, input, len) = (f.path.clone(), f.input, f.len);
-            self.classify(path, key, input, len, initial);
         }
 
         // 3. Records from the positions file that matched nothing are marked as gone, so
@@ -584,12 +608,15 @@ impl Tailer {
             let fingerprint = Fingerprint::of(&prefix);
             let id =
                 self.ledger.insert(Record { path: path.clone(), dev, ino, fingerprint, offset: 0, detached_at: None });
-            let src = self.new_source(id, input, path, dev, ino, file, fingerprint, 0, len);
+            let src = self.new_source(id, input, path, dev, ino, file, prefix, 0, len);
             self.sources.push(src);
             found.remove(&(dev, ino));
             return;
         }
         // Extend the fingerprint while the file is shorter than the fingerprint size.
+        if s.prefix.len() < prefix.len() {
+            s.prefix.clone_from(&prefix);
+        }
         if s.fingerprint.is_none_or(|fp| (fp.len as usize) < prefix.len()) {
             if let Some(fp) = Fingerprint::of(&prefix) {
                 s.fingerprint = Some(fp);
@@ -629,7 +656,7 @@ impl Tailer {
         dev: u64,
         ino: u64,
         file: Option<File>,
-        fingerprint: Option<Fingerprint>,
+        prefix: Vec<u8>,
         offset: u64,
         size: u64,
     ) -> Source {
@@ -640,7 +667,8 @@ impl Tailer {
             dev,
             ino,
             file,
-            fingerprint,
+            fingerprint: Fingerprint::of(&prefix),
+            prefix,
             read_offset: offset,
             splitter: LineSplitter::new(self.max_line),
             detached: false,
@@ -650,7 +678,18 @@ impl Tailer {
         }
     }
 
-    fn classify(&mut self, path: PathBuf, (dev, ino): (u64, u64), input: usize, len: u64, initial: bool) {
+    fn classify(
+        &mut self,
+        path: PathBuf,
+        (dev, ino): (u64, u64),
+        input: usize,
+        len: u64,
+        initial: bool,
+        same_inode_only: bool,
+    ) {
+        if same_inode_only && !self.sources.iter().any(|s| s.file.is_none() && (s.dev, s.ino) == (dev, ino)) {
+            return;
+        }
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) => {
@@ -677,9 +716,11 @@ impl Tailer {
                 return;
             }
         }
+        if same_inode_only {
+            return;
+        }
         // Another inode with the first bytes of an orphan: a copy (copytruncate) or a move.
-        let copy_of =
-            self.sources.iter().position(|s| s.file.is_none() && s.fingerprint.is_some_and(|fp| fp.matches(&prefix)));
+        let copy_of = self.sources.iter().position(|s| s.file.is_none() && s.same_start(&prefix));
         if let Some(i) = copy_of {
             if len >= self.sources[i].read_offset {
                 self.metrics.rotations.with_label_values(&["copy"]).inc();
@@ -691,14 +732,14 @@ impl Tailer {
         // The first bytes of a file still open: a copy made before the original is
         // truncated. Its lines come from the original; if the original is truncated, the
         // copy takes over (above) at the next scan.
-        if self.sources.iter().any(|s| s.file.is_some() && s.fingerprint.is_some_and(|fp| fp.matches(&prefix))) {
+        if self.sources.iter().any(|s| s.file.is_some() && s.same_start(&prefix)) {
             return;
         }
         let offset = if initial && self.start_at_end { len } else { 0 };
         let fingerprint = Fingerprint::of(&prefix);
         let id = self.ledger.insert(Record { path: path.clone(), dev, ino, fingerprint, offset, detached_at: None });
         tracing::info!(path = %path.display(), offset, "tailing new file");
-        let src = self.new_source(id, input, path, dev, ino, Some(file), fingerprint, offset, len);
+        let src = self.new_source(id, input, path, dev, ino, Some(file), prefix, offset, len);
         self.sources.push(src);
     }
 

@@ -2,6 +2,8 @@
 //! structured metadata, and the answer rules (400 dropped and not retried, 413 split,
 //! 429/5xx/drops retried, 401 without a tenant).
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod support;
 
 use std::time::{Duration, Instant};

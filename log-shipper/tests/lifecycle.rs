@@ -2,6 +2,8 @@
 //! positions file, SIGTERM with and without a reachable Loki, bounded memory during an
 //! outage, new and deleted files, partial and over-long lines.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod support;
 
 use std::path::Path;
@@ -65,9 +67,10 @@ fn a_corrupt_positions_file_is_set_aside_reported_and_replaced() {
     assert!(std::fs::read(aside[0].path()).unwrap().starts_with(b"{\"version\":1,\"files\":[{\"path\""));
     let len = std::fs::metadata(&log).unwrap().len();
     wait_until(PATIENCE, "a fresh positions file", || {
-        std::fs::read(&pos).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).is_some_and(|v| {
-            v["files"].as_array().is_some_and(|f| f.iter().any(|f| f["offset"].as_u64() == Some(len)))
-        })
+        std::fs::read(&pos)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["files"].as_array().is_some_and(|f| f.iter().any(|f| f["offset"].as_u64() == Some(len))))
     });
     assert!(s.wait(Duration::from_millis(100)).is_none(), "still running");
     s.term();
@@ -82,8 +85,10 @@ fn sigterm_flushes_what_was_read_and_exits_0() {
     let maddr = free_addr();
     append(&log, &numbered(0, 30));
     // A batch wait far beyond the test: only the shutdown flush can send these lines.
-    let mut s =
-        Shipper::start(dir.path(), &args(&log, &loki.url(), &dir.path().join("p.json"), &["--batch-wait", "1h", "--metrics-addr", &maddr]));
+    let mut s = Shipper::start(
+        dir.path(),
+        &args(&log, &loki.url(), &dir.path().join("p.json"), &["--batch-wait", "1h", "--metrics-addr", &maddr]),
+    );
     wait_until(PATIENCE, "lines read", || metric(&maddr, "log_shipper_lines_read_total") == 30.0);
     assert!(loki.lines().is_empty());
     s.term();
@@ -162,8 +167,10 @@ fn existing_files_start_at_their_end_on_a_first_run_and_new_files_from_the_start
     let a = dir.path().join("a.log");
     append(&a, "old history\n");
     let glob = dir.path().join("*.log");
-    let argv: Vec<String> =
-        args(&glob, &loki.url(), &dir.path().join("p.json"), &[]).into_iter().filter(|a| a != "--from-beginning").collect();
+    let argv: Vec<String> = args(&glob, &loki.url(), &dir.path().join("p.json"), &[])
+        .into_iter()
+        .filter(|a| a != "--from-beginning")
+        .collect();
     let _s = Shipper::start(dir.path(), &argv);
     // The positions file records a.log at its end before anything is shipped.
     wait_until(PATIENCE, "a.log recorded at its end", || {
@@ -201,9 +208,10 @@ fn a_file_renamed_out_of_the_globs_is_drained_then_released() {
     std::fs::remove_file(&old).unwrap();
     let fd_dir = format!("/proc/{}/fd", s.pid());
     wait_until(PATIENCE, "the deleted file released", || {
-        std::fs::read_dir(&fd_dir).unwrap().flatten().all(|e| {
-            std::fs::read_link(e.path()).map(|t| !t.to_string_lossy().contains("app.old")).unwrap_or(true)
-        })
+        std::fs::read_dir(&fd_dir)
+            .unwrap()
+            .flatten()
+            .all(|e| std::fs::read_link(e.path()).map(|t| !t.to_string_lossy().contains("app.old")).unwrap_or(true))
     });
 }
 
@@ -212,8 +220,10 @@ fn partial_lines_wait_for_their_newline_or_the_timeout() {
     let loki = Loki::start();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
-    let _s =
-        Shipper::start(dir.path(), &args(&log, &loki.url(), &dir.path().join("p.json"), &["--partial-line-timeout", "1s"]));
+    let _s = Shipper::start(
+        dir.path(),
+        &args(&log, &loki.url(), &dir.path().join("p.json"), &["--partial-line-timeout", "1s"]),
+    );
     append(&log, "");
     wait_until(PATIENCE, "positions written", || dir.path().join("p.json").exists());
     append(&log, "first half, ");
@@ -244,4 +254,30 @@ fn over_long_lines_are_truncated_and_counted() {
     assert_eq!(lines[0], "é".repeat(512), "cut at 1 KiB, on a character boundary");
     assert_eq!(lines[1], "short");
     wait_until(PATIENCE, "truncation counter", || metric(&maddr, "log_shipper_lines_truncated_total") == 1.0);
+}
+
+#[test]
+fn a_copy_made_while_stopped_never_takes_over_the_original() {
+    // Regression: on restart, a copy of a file (same first bytes, other inode) that sorts
+    // before the original must not claim the original's record; the original resumes and
+    // the copy, whose lines were all sent already, is not shipped again.
+    let loki = Loki::start();
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("z.log");
+    let pos = dir.path().join("p.json");
+    let glob = dir.path().join("*.log");
+    append(&original, &numbered(0, 10));
+    let mut s = Shipper::start(dir.path(), &args(&glob, &loki.url(), &pos, &[]));
+    loki.wait_entries(10, PATIENCE);
+    s.term();
+    assert_eq!(s.wait(PATIENCE).and_then(|s| s.code()), Some(0));
+    std::fs::copy(&original, dir.path().join("a.log")).unwrap();
+    append(&original, &numbered(10, 15));
+    let _s = Shipper::start(dir.path(), &args(&glob, &loki.url(), &pos, &[]));
+    loki.wait_entries(15, PATIENCE);
+    append(&original, "marker\n");
+    loki.wait_for(PATIENCE, "the marker", |p| p.iter().flat_map(|p| &p.accepted).any(|e| e.line == "marker"));
+    let mut want: Vec<String> = (0..15).map(|i| format!("line {i}")).collect();
+    want.push("marker".into());
+    assert_eq!(loki.lines(), want);
 }

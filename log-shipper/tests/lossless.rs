@@ -5,6 +5,8 @@
 //! Every line number must arrive, and any duplicate must come from the one batch that was
 //! unacknowledged when the shipper was killed.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,8 @@
 //! shipper takes those lines to the test Loki with the right labels, structured metadata
 //! and timestamps.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod support;
 
 use std::time::Duration;
@@ -43,7 +45,12 @@ fn the_servers_own_log_lines_arrive_with_level_target_request_id_and_time() {
     let loki = Loki::start();
     let _s = Shipper::start(
         dir.path(),
-        &args(&dir.path().join("logs/server.log*"), &loki.url(), &dir.path().join("pos.json"), &["--label", "app=helpdesk"]),
+        &args(
+            &dir.path().join("logs/server.log*"),
+            &loki.url(),
+            &dir.path().join("pos.json"),
+            &["--label", "app=helpdesk"],
+        ),
     );
     loki.wait_for(PATIENCE, "both access lines", |p| {
         p.iter().flat_map(|p| &p.accepted).filter(|e| e.metadata.contains_key("request_id")).count() >= 2

@@ -99,8 +99,8 @@ pub enum Mode {
 /// One accepted entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Stream labels.
-    pub labels: BTreeMap<String, String>,
+    /// Stream labels (shared by the stream's entries).
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Nanoseconds since the epoch.
     pub ts_ns: i64,
     /// The line.
@@ -124,6 +124,14 @@ pub struct Push {
     pub accepted: Vec<Entry>,
     /// Entries in the request.
     pub entries_in_request: usize,
+    /// Entries stored (counted even when `discard` is set).
+    pub accepted_count: usize,
+    /// Bytes of line text stored.
+    pub accepted_bytes: usize,
+    /// When the request's body had been read (before decoding).
+    pub received_at: Instant,
+    /// When the answer was decided.
+    pub answered_at: Instant,
 }
 
 #[derive(Default)]
@@ -143,6 +151,8 @@ pub struct Options {
     pub require_tenant: bool,
     /// Largest decompressed message accepted (Loki: `max_recv_msg_size`).
     pub max_message_bytes: Option<usize>,
+    /// Decode and count, but keep no entries (for benchmarks).
+    pub discard: bool,
 }
 
 /// The running receiver. Dropping it stops it.
@@ -247,7 +257,7 @@ impl Loki {
             }
             let now = Instant::now();
             if now >= deadline {
-                let n: usize = g.pushes.iter().map(|p| p.accepted.len()).sum();
+                let n: usize = g.pushes.iter().map(|p| p.accepted_count).sum();
                 panic!(
                     "timed out after {timeout:?} waiting for {what}; {} pushes, {n} entries, answers {:?}",
                     g.pushes.len(),
@@ -260,7 +270,13 @@ impl Loki {
 
     /// Waits until at least `n` entries were accepted.
     pub fn wait_entries(&self, n: usize, timeout: Duration) {
-        self.wait_for(timeout, &format!("{n} entries"), |p| p.iter().map(|p| p.accepted.len()).sum::<usize>() >= n);
+        self.wait_for(timeout, &format!("{n} entries"), |p| p.iter().map(|p| p.accepted_count).sum::<usize>() >= n);
+    }
+
+    /// Entries and line bytes accepted so far.
+    pub fn accepted(&self) -> (usize, usize) {
+        let g = self.state();
+        g.pushes.iter().fold((0, 0), |(n, b), p| (n + p.accepted_count, b + p.accepted_bytes))
     }
 }
 
@@ -349,6 +365,7 @@ async fn handle(
     let content_type = header("content-type").unwrap_or_default();
     let content_encoding = header("content-encoding").unwrap_or_default();
     let body = req.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes();
+    let received_at = Instant::now();
 
     match mode {
         Mode::Drop | Mode::Refuse => {
@@ -370,6 +387,10 @@ async fn handle(
                 encoding: format!("{content_type} {content_encoding}").trim().to_owned(),
                 accepted: vec![],
                 entries_in_request: 0,
+                accepted_count: 0,
+                accepted_bytes: 0,
+                received_at,
+                answered_at: Instant::now(),
             });
             shared.1.notify_all();
             return Ok(r);
@@ -378,7 +399,12 @@ async fn handle(
         Mode::Accept => {}
     }
 
-    let (status, msg, accepted, total) = decide(&opts, tenant.as_deref(), &content_type, &content_encoding, &body);
+    let (status, msg, mut accepted, total) = decide(&opts, tenant.as_deref(), &content_type, &content_encoding, &body);
+    let accepted_count = accepted.len();
+    let accepted_bytes = accepted.iter().map(|e| e.line.len()).sum();
+    if opts.discard {
+        accepted = Vec::new();
+    }
     let mut g = shared.0.lock().unwrap_or_else(|p| p.into_inner());
     *g.answers.entry(status.to_string()).or_default() += 1;
     g.pushes.push(Push {
@@ -388,6 +414,10 @@ async fn handle(
         encoding: format!("{content_type} {content_encoding}").trim().to_owned(),
         accepted,
         entries_in_request: total,
+        accepted_count,
+        accepted_bytes,
+        received_at,
+        answered_at: Instant::now(),
     });
     shared.1.notify_all();
     Ok(reply(status, &msg))
@@ -448,7 +478,7 @@ fn decode_protobuf(body: &[u8], max: Option<usize>) -> Result<Vec<Entry>, (u16, 
         prost::Message::decode(raw.as_slice()).map_err(|e| (400, format!("proto: {e}\n")))?;
     let mut out = Vec::new();
     for s in req.streams {
-        let labels = parse_labels(&s.labels).map_err(|e| (400, format!("{e}\n")))?;
+        let labels = Arc::new(parse_labels(&s.labels).map_err(|e| (400, format!("{e}\n")))?);
         for e in s.entries {
             let ts = e.timestamp.ok_or((400, "entry without timestamp\n".to_string()))?;
             out.push(Entry {
@@ -475,12 +505,13 @@ fn decode_json(body: &[u8], encoding: &str, max: Option<usize>) -> Result<Vec<En
     let bad = |m: &str| (400, format!("{m}\n"));
     let mut out = Vec::new();
     for s in v["streams"].as_array().ok_or_else(|| bad("no streams"))? {
-        let labels: BTreeMap<String, String> = s["stream"]
+        let labels: Arc<BTreeMap<String, String>> = s["stream"]
             .as_object()
             .ok_or_else(|| bad("stream is not an object"))?
             .iter()
             .map(|(k, v)| Ok((k.clone(), v.as_str().ok_or_else(|| bad("label value not a string"))?.to_owned())))
-            .collect::<Result<_, (u16, String)>>()?;
+            .collect::<Result<BTreeMap<_, _>, (u16, String)>>()
+            .map(Arc::new)?;
         for val in s["values"].as_array().ok_or_else(|| bad("no values"))? {
             let arr = val.as_array().ok_or_else(|| bad("value is not an array"))?;
             let ts: i64 = arr

@@ -2,6 +2,7 @@
 //! process.
 
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)]
 
 pub mod loki;
 
