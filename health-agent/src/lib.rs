@@ -147,6 +147,9 @@ impl RunSummary {
             }
             out.push('\n');
         }
+        if let Some(e) = &self.log_error {
+            let _ = writeln!(out, "  LOG NOT WRITTEN: {e}");
+        }
         out
     }
 }

@@ -292,12 +292,42 @@ impl ProbeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("health-agent: {e}");
+            tracing::error!(exit_code = e.exit_code(), "{e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Diagnostics go to stderr through tracing: JSON lines when stderr is not a terminal (a
+/// pod's log), compact text on a terminal. `HEALTH_AGENT_LOG_FILTER` sets the filter
+/// (default `info`). stdout carries only the human summaries and reports.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEALTH_AGENT_LOG_FILTER")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.compact().with_target(false).init();
+    } else {
+        builder.json().flatten_event(true).with_target(false).init();
+    }
+}
+
+/// Logs what a run left to say besides its summary: repairs and a failed write.
+fn log_run_problems(run: &health_agent::RunSummary) {
+    for w in &run.warnings {
+        tracing::warn!(run_id = %run.run_id, "{w}");
+    }
+    if let Some(e) = &run.log_error {
+        tracing::error!(
+            run_id = %run.run_id,
+            not_written = run.results.len() - run.written,
+            "{e}"
+        );
     }
 }
 
@@ -313,18 +343,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Once(args) => {
             let config = args.config()?;
             let summary = runtime()?.block_on(health_agent::run_once(&config))?;
-            for w in &summary.warnings {
-                eprintln!("health-agent: warning: {w}");
-            }
+            log_run_problems(&summary);
             print!("{}", summary.render(&config));
-            if let Some(e) = &summary.log_error {
-                eprintln!("health-agent: {e}");
-                eprintln!(
-                    "health-agent: {} of {} results were not written to the log",
-                    summary.results.len() - summary.written,
-                    summary.results.len()
-                );
-            }
             Ok(summary.exit_code())
         }
         Command::Daemon { probe, daemon } => {
@@ -342,25 +362,22 @@ fn run(cli: Cli) -> Result<u8, Error> {
                             .await
                             .map_err(|e| Error::Setup(format!("cannot serve metrics on {addr}: {e}")))?;
                         let bound = listener.local_addr().map_err(|e| Error::Setup(e.to_string()))?;
-                        println!("health-agent: metrics on http://{bound}/metrics");
+                        tracing::info!(metrics_url = %format!("http://{bound}/metrics"), "serving metrics");
                         Some(listener)
                     }
                     None => None,
                 };
                 let options = DaemonOptions { schedule, metrics, fsync_every: daemon.fsync_every };
                 let on_run = |run: &health_agent::RunSummary| {
-                    for w in &run.warnings {
-                        eprintln!("health-agent: warning: {w}");
-                    }
+                    log_run_problems(run);
                     print!("{}", run.render(&config));
                     // Keep the summaries flowing to `kubectl logs` one run at a time.
                     let _ = std::io::stdout().flush();
-                    if let Some(e) = &run.log_error {
-                        eprintln!("health-agent: {e}");
-                    }
                 };
+                tracing::info!(targets = config.targets.len(), log = %config.log.display(), "daemon started");
                 health_agent::run_daemon(config.clone(), options, shutdown_signal(), on_run).await
             })?;
+            tracing::info!("daemon stopped");
             Ok(exit::OK)
         }
         Command::Report(args) => {
@@ -405,8 +422,8 @@ async fn shutdown_signal() {
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "finishing the current run, then stopping"),
+                _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "finishing the current run, then stopping"),
             }
         }
         Err(_) => {
