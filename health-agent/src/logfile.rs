@@ -404,11 +404,15 @@ pub struct ReadSummary {
 /// Reads every record of a log, oldest file first, calling `each` for each. Lines that are
 /// not records are counted and skipped; so is a last line without its newline that does not
 /// parse (a writer interrupted mid-write). A file rotated away between listing and opening
-/// is skipped.
+/// is skipped. A log with no file at all is `NotFound`.
 pub fn read_log(log: &Path, mut each: impl FnMut(Record)) -> io::Result<ReadSummary> {
     let mut summary = ReadSummary::default();
     let mut line = Vec::new();
-    for path in log_files(log)? {
+    let files = log_files(log)?;
+    if files.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "there is no log there, nor any rotated file of one"));
+    }
+    for path in files {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
