@@ -590,14 +590,17 @@ mod tests {
             .contains("two targets are named"));
         assert!(resolve(Sources { log: None, ..Sources::default() }).contains("no log file"));
         let with = |settings: ProbeSettings| Sources { settings, ..t("http://a/") };
-        assert!(resolve(with(ProbeSettings { body_regex: Some("(".into()), ..Default::default() }))
-            .contains("body_regex"));
+        assert!(
+            resolve(with(ProbeSettings { body_regex: Some("(".into()), ..Default::default() })).contains("body_regex")
+        );
         assert!(resolve(with(ProbeSettings { json_equals: Some(1.into()), ..Default::default() }))
             .contains("needs json_pointer"));
-        assert!(resolve(with(ProbeSettings { method: Some("GE T".into()), ..Default::default() }))
-            .contains("HTTP method"));
-        assert!(resolve(with(ProbeSettings { timeout: Some(Duration::ZERO), ..Default::default() }))
-            .contains("timeout"));
+        assert!(
+            resolve(with(ProbeSettings { method: Some("GE T".into()), ..Default::default() })).contains("HTTP method")
+        );
+        assert!(
+            resolve(with(ProbeSettings { timeout: Some(Duration::ZERO), ..Default::default() })).contains("timeout")
+        );
         let rot = |max_bytes, max_files, total: Option<u64>| Sources {
             rotation: RotationSettings {
                 max_bytes: Some(Size(max_bytes)),

@@ -115,8 +115,9 @@ impl RunSummary {
         }
     }
 
-    /// The short human summary printed on stdout after a run.
-    pub fn render(&self, config: &Config) -> String {
+    /// The short human summary printed on stdout after a run: a headline, then one line
+    /// per target (`all`) or per failed target only (the daemon, to keep its output short).
+    pub fn render(&self, config: &Config, all: bool) -> String {
         let mut out = String::new();
         let n = self.results.len();
         let _ = writeln!(
@@ -130,7 +131,7 @@ impl RunSummary {
             config.log.display()
         );
         let width = self.results.iter().map(|r| r.target.chars().count()).max().unwrap_or(0);
-        for r in &self.results {
+        for r in self.results.iter().filter(|r| all || !r.ok()) {
             let status = r.status.map_or_else(|| "---".to_string(), |s| s.to_string());
             let _ = write!(
                 out,
@@ -163,12 +164,7 @@ pub async fn run_once(config: &Config) -> Result<RunSummary, Error> {
     Ok(execute_run(&prober, config, &mut writer, 0).await)
 }
 
-async fn execute_run(
-    prober: &Prober,
-    config: &Config,
-    writer: &mut Option<LogWriter>,
-    sync_every: u64,
-) -> RunSummary {
+async fn execute_run(prober: &Prober, config: &Config, writer: &mut Option<LogWriter>, sync_every: u64) -> RunSummary {
     let started = Utc::now();
     let run_id = record::new_run_id(started);
     let mut rx = spawn_probes(prober, &config.targets, config.concurrency);

@@ -112,7 +112,13 @@ struct ProbeArgs {
     #[arg(long, short = 'c', env = "HEALTH_AGENT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// A target: URL, or NAME=URL (repeat the flag; in the variable, separate with commas).
-    #[arg(long = "target", short = 't', env = "HEALTH_AGENT_TARGETS", value_name = "[NAME=]URL", value_delimiter = ',')]
+    #[arg(
+        long = "target",
+        short = 't',
+        env = "HEALTH_AGENT_TARGETS",
+        value_name = "[NAME=]URL",
+        value_delimiter = ','
+    )]
     targets: Vec<String>,
     /// Base URL of the helpdesk server for the built-in targets [default: http://127.0.0.1:8000].
     #[arg(long, env = "HEALTH_AGENT_BASE_URL", value_name = "URL")]
@@ -250,7 +256,8 @@ impl ProbeArgs {
             .headers
             .iter()
             .map(|h| {
-                let (k, v) = h.split_once(':').ok_or_else(|| Error::Config(format!("header {h:?} is not NAME: VALUE")))?;
+                let (k, v) =
+                    h.split_once(':').ok_or_else(|| Error::Config(format!("header {h:?} is not NAME: VALUE")))?;
                 Ok((k.trim().to_string(), v.trim().to_string()))
             })
             .collect::<Result<_, Error>>()?;
@@ -262,9 +269,10 @@ impl ProbeArgs {
             body_contains: s.body_contains.clone(),
             body_regex: s.body_regex.clone(),
             json_pointer: s.json_pointer.clone(),
-            json_equals: s.json_equals.as_deref().map(|v| {
-                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()))
-            }),
+            json_equals: s
+                .json_equals
+                .as_deref()
+                .map(|v| serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()))),
             timeout: s.timeout,
             retries: s.retries,
             retry_delay: s.retry_delay,
@@ -344,7 +352,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             let config = args.config()?;
             let summary = runtime()?.block_on(health_agent::run_once(&config))?;
             log_run_problems(&summary);
-            print!("{}", summary.render(&config));
+            print!("{}", summary.render(&config, true));
             Ok(summary.exit_code())
         }
         Command::Daemon { probe, daemon } => {
@@ -370,7 +378,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 let options = DaemonOptions { schedule, metrics, fsync_every: daemon.fsync_every };
                 let on_run = |run: &health_agent::RunSummary| {
                     log_run_problems(run);
-                    print!("{}", run.render(&config));
+                    print!("{}", run.render(&config, false));
                     // Keep the summaries flowing to `kubectl logs` one run at a time.
                     let _ = std::io::stdout().flush();
                 };
@@ -381,7 +389,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
         Command::Report(args) => {
-            let since = (!args.all).then(|| chrono::Utc::now() - chrono::Duration::from_std(args.since).unwrap_or_default());
+            let since =
+                (!args.all).then(|| chrono::Utc::now() - chrono::Duration::from_std(args.since).unwrap_or_default());
             let filter = Filter { since, target: args.read.target, failures_only: args.read.failures };
             let report = report::report(&args.read.log, &filter)?;
             if args.json {
@@ -392,8 +401,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
         Command::Tail(args) => {
-            let since =
-                args.since.map(|d| chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default());
+            let since = args.since.map(|d| chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default());
             let filter = Filter { since, target: args.read.target, failures_only: args.read.failures };
             let (records, read) = report::tail(&args.read.log, args.lines, &filter)?;
             if !args.json {

@@ -175,7 +175,11 @@ pub fn render_report(log: &Path, filter: &Filter, report: &Report) -> String {
         return out;
     }
     let width = report.targets.iter().map(|t| t.target.chars().count()).max().unwrap_or(0).max(6);
-    let _ = writeln!(out, "{:<width$}  {:>7}  {:>8}  {:>10}  {:>10}  last failure", "target", "probes", "avail %", "p50", "p95");
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>7}  {:>8}  {:>10}  {:>10}  last failure",
+        "target", "probes", "avail %", "p50", "p95"
+    );
     for t in &report.targets {
         let failure = t.last_failure.as_ref().map_or_else(
             || "-".to_string(),

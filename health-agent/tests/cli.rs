@@ -1,6 +1,8 @@
 //! The binary: exit codes, flags, environment fallbacks, the config file, a full volume,
 //! `report` and `tail`, `--help`.
 
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
+
 mod common;
 
 use std::fs;
@@ -86,7 +88,11 @@ fn exit_2_for_usage_and_configuration_errors() {
     for (args, expected) in cases {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", text(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{args:?} should say {expected:?}\n{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{args:?} should say {expected:?}\n{}",
+            text(&out)
+        );
         assert!(!log.exists(), "{args:?}: a usage error writes nothing");
     }
 }
@@ -260,7 +266,15 @@ fn report_and_tail_summarise_the_log() {
     let log = dir.path().join("r.log");
     let flaky = server.url("/?fail_first=1&key=f");
     for _ in 0..4 {
-        let out = run(&["once", "--log", s(&log), "-t", &format!("steady={}", server.url("/")), "-t", &format!("flaky={flaky}")]);
+        let out = run(&[
+            "once",
+            "--log",
+            s(&log),
+            "-t",
+            &format!("steady={}", server.url("/")),
+            "-t",
+            &format!("flaky={flaky}"),
+        ]);
         assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
     }
     // An interrupted writer's torn last line must not stop the report.
@@ -309,7 +323,8 @@ fn help_documents_commands_flags_variables_and_exit_codes() {
     let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["once", "daemon", "report", "tail", "check-config", "Exit codes:", "3  the log could not be written"] {
+    for needle in ["once", "daemon", "report", "tail", "check-config", "Exit codes:", "3  the log could not be written"]
+    {
         assert!(help.contains(needle), "--help lacks {needle:?}");
     }
     let out = run(&["once", "--help"]);

@@ -1,6 +1,8 @@
 //! Probes against real HTTP servers on 127.0.0.1: every condition type passes and fails,
 //! timeouts and retries behave, runs are concurrent.
 
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -12,13 +14,8 @@ use health_agent::probe::{ProbeResult, Prober};
 use health_agent::Config;
 
 fn config(targets: &[String], settings: ProbeSettings, log: &std::path::Path) -> Config {
-    Config::resolve(Sources {
-        targets: targets.to_vec(),
-        settings,
-        log: Some(log.to_path_buf()),
-        ..Sources::default()
-    })
-    .unwrap()
+    Config::resolve(Sources { targets: targets.to_vec(), settings, log: Some(log.to_path_buf()), ..Sources::default() })
+        .unwrap()
 }
 
 async fn probe(url: String, settings: ProbeSettings) -> ProbeResult {
@@ -43,7 +40,8 @@ async fn status_conditions_pass_and_fail() {
     assert_eq!(down.status, Some(503));
     assert_eq!(down.failure.unwrap().message, "status 503, expected 2xx");
 
-    let expect = |spec: &str| ProbeSettings { expect_status: Some(StatusSpec::Text(spec.into())), ..Default::default() };
+    let expect =
+        |spec: &str| ProbeSettings { expect_status: Some(StatusSpec::Text(spec.into())), ..Default::default() };
     assert!(probe(s.url("/?status=503"), expect("500-503")).await.ok());
     assert!(probe(s.url("/?status=404"), expect("200,404")).await.ok());
     assert!(probe(s.url("/?status=301"), expect("3xx")).await.ok(), "redirects are not followed");
@@ -65,7 +63,10 @@ async fn body_regex_passes_and_fails() {
     let s = TestServer::start();
     let regex = |t: &str| ProbeSettings { body_regex: Some(t.into()), ..Default::default() };
     assert!(probe(s.url("/?body=uptime%3D42s"), regex(r"^uptime=\d+s$")).await.ok());
-    assert_eq!(failed(&probe(s.url("/?body=uptime%3D%3Fs"), regex(r"^uptime=\d+s$")).await), Some(Condition::BodyRegex));
+    assert_eq!(
+        failed(&probe(s.url("/?body=uptime%3D%3Fs"), regex(r"^uptime=\d+s$")).await),
+        Some(Condition::BodyRegex)
+    );
 }
 
 #[tokio::test]
@@ -124,7 +125,8 @@ async fn a_slow_answer_times_out_at_the_timeout() {
 #[tokio::test]
 async fn retries_stop_at_the_first_pass() {
     let s = TestServer::start();
-    let retries = |n| ProbeSettings { retries: Some(n), retry_delay: Some(Duration::from_millis(50)), ..Default::default() };
+    let retries =
+        |n| ProbeSettings { retries: Some(n), retry_delay: Some(Duration::from_millis(50)), ..Default::default() };
 
     let start = Instant::now();
     let r = probe(s.url("/?fail_first=2&key=a"), retries(3)).await;
@@ -168,14 +170,19 @@ async fn a_run_probes_its_targets_concurrently_and_logs_each() {
     let s = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("probes.log");
-    let targets: Vec<String> = (0..30).map(|i| format!("t{i:02}={}", s.url(&format!("/?delay_ms=300&n={i}")))).collect();
+    let targets: Vec<String> =
+        (0..30).map(|i| format!("t{i:02}={}", s.url(&format!("/?delay_ms=300&n={i}")))).collect();
     let c = config(&targets, ProbeSettings::default(), &log);
     let start = Instant::now();
     let run = health_agent::run_once(&c).await.unwrap();
     let took = start.elapsed();
     assert_eq!(run.exit_code(), 0, "{run:?}");
     assert!(took < Duration::from_secs(3), "30 probes of 300 ms took {took:?}: not concurrent");
-    assert_eq!(run.results.iter().map(|r| r.target.as_str()).collect::<Vec<_>>(), c.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), "results in configuration order");
+    assert_eq!(
+        run.results.iter().map(|r| r.target.as_str()).collect::<Vec<_>>(),
+        c.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        "results in configuration order"
+    );
 
     let lines = common::records_of(&log);
     assert_eq!(lines.len(), 30);

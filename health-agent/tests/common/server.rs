@@ -11,7 +11,7 @@
 //! - `fail_first=N&key=K` — the first N requests carrying key K get 503, later ones the
 //!   answer asked for (the server counts requests per key; see [`TestServer::hits`]).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
