@@ -31,9 +31,10 @@ pub const DEFAULT_CONCURRENCY: usize = 64;
 pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// Files kept, the active one included, like the kubelet's 5.
 pub const DEFAULT_MAX_FILES: u32 = 5;
-/// The smallest `max_bytes` accepted. Every line the agent writes is shorter than this
-/// (names, URLs and error texts are bounded), so a line always fits in an empty file and
-/// the caps hold exactly.
+/// The smallest `max_bytes` accepted. Every line the agent writes is shorter than this:
+/// names (128 characters, at most 512 bytes escaped), URLs (2048 bytes), methods (32),
+/// error texts (1024 characters, at most 6 KiB escaped) and the fixed fields stay under
+/// 10 KiB, so a line always fits in an empty file and the caps hold exactly.
 pub const MIN_MAX_BYTES: u64 = 16 * 1024;
 /// Upper bound on `max_files`, to keep the rename chain of a rotation short.
 pub const MAX_MAX_FILES: u32 = 1000;
@@ -41,6 +42,8 @@ pub const MAX_MAX_FILES: u32 = 1000;
 pub const MAX_NAME_LEN: usize = 128;
 /// Longest target URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
+/// Longest HTTP method accepted (custom methods are tokens of any length otherwise).
+pub const MAX_METHOD_LEN: usize = 32;
 /// Most retries accepted per target.
 pub const MAX_RETRIES: u32 = 100;
 
@@ -421,10 +424,11 @@ impl Config {
 
 fn build_target(s: &ProbeSettings) -> Result<Target, String> {
     let raw_url = s.url.as_deref().ok_or("no `url`")?;
-    if raw_url.len() > MAX_URL_LEN {
+    let url = Url::parse(raw_url).map_err(|e| format!("`{raw_url}` is not a URL: {e}"))?;
+    // The URL as written to the log (percent-encoded) is what must stay bounded.
+    if url.as_str().len() > MAX_URL_LEN {
         return Err(format!("the URL is longer than {MAX_URL_LEN} bytes"));
     }
-    let url = Url::parse(raw_url).map_err(|e| format!("`{raw_url}` is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(format!("`{raw_url}` is not an http:// or https:// URL with a host"));
     }
@@ -436,8 +440,9 @@ fn build_target(s: &ProbeSettings) -> Result<Target, String> {
         return Err(format!("the name {name:?} must be 1 to {MAX_NAME_LEN} characters without control characters"));
     }
     let method = match &s.method {
-        Some(m) => Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+        Some(m) if m.trim().len() <= MAX_METHOD_LEN => Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("`{m}` is not an HTTP method"))?,
+        Some(m) => return Err(format!("`{m}` is not an HTTP method (at most {MAX_METHOD_LEN} characters)")),
         None => Method::GET,
     };
     let mut headers = HeaderMap::new();
@@ -598,6 +603,10 @@ mod tests {
         assert!(
             resolve(with(ProbeSettings { method: Some("GE T".into()), ..Default::default() })).contains("HTTP method")
         );
+        assert!(
+            resolve(with(ProbeSettings { method: Some("X".repeat(33)), ..Default::default() })).contains("at most 32")
+        );
+        assert!(resolve(t(&format!("http://a/{}x", " ".repeat(700)))).contains("longer than 2048 bytes"));
         assert!(
             resolve(with(ProbeSettings { timeout: Some(Duration::ZERO), ..Default::default() })).contains("timeout")
         );

@@ -374,6 +374,11 @@ fn sync_dir(log: &Path) -> Result<(), LogError> {
 
 /// The length of `file` up to and including its last newline (`size` if it ends in one).
 fn last_line_end(file: &File, size: u64) -> io::Result<u64> {
+    // The common case, checked first with one byte: the file ends on a whole line.
+    let mut last = [0u8];
+    if size == 0 || (file.read_exact_at(&mut last, size - 1).is_ok() && last[0] == b'\n') {
+        return Ok(size);
+    }
     let mut end = size;
     let mut buf = vec![0u8; 8192];
     while end > 0 {

@@ -389,8 +389,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
         Command::Report(args) => {
-            let since =
-                (!args.all).then(|| chrono::Utc::now() - chrono::Duration::from_std(args.since).unwrap_or_default());
+            let since = if args.all { None } else { ago(args.since) };
             let filter = Filter { since, target: args.read.target, failures_only: args.read.failures };
             let report = report::report(&args.read.log, &filter)?;
             if args.json {
@@ -401,7 +400,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
         Command::Tail(args) => {
-            let since = args.since.map(|d| chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default());
+            let since = args.since.and_then(ago);
             let filter = Filter { since, target: args.read.target, failures_only: args.read.failures };
             let (records, read) = report::tail(&args.read.log, args.lines, &filter)?;
             if !args.json {
@@ -422,6 +421,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
     }
+}
+
+/// The time `d` ago; `None` when that is before any representable date (the whole log).
+fn ago(d: Duration) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::Duration::from_std(d).ok().and_then(|d| chrono::Utc::now().checked_sub_signed(d))
 }
 
 /// Completes on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).

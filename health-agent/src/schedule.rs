@@ -53,14 +53,15 @@ impl Schedule {
         match self {
             Schedule::Cron(s) => s.after(&prev.max(now)).next(),
             Schedule::Every(d) => {
+                // `None` (no further run) only for intervals beyond chrono's range of dates.
                 let step = chrono::Duration::from_std(*d).ok()?;
-                let mut next = prev + step;
-                if next <= now {
-                    // Skip the missed slots but stay on the original grid.
-                    let missed = ((now - next).num_milliseconds() / step.num_milliseconds().max(1)) + 1;
-                    next += step * i32::try_from(missed).ok()?;
+                let next = prev.checked_add_signed(step)?;
+                if next > now {
+                    return Some(next);
                 }
-                Some(next)
+                // Skip the missed slots but stay on the original grid.
+                let missed = (now - next).num_milliseconds() / step.num_milliseconds().max(1) + 1;
+                next.checked_add_signed(step.checked_mul(i32::try_from(missed).ok()?)?)
             }
         }
     }
@@ -104,5 +105,14 @@ mod tests {
         assert_eq!(s.next(start, t("2026-11-23T12:00:03Z")), Some(t("2026-11-23T12:00:10Z")));
         assert_eq!(s.next(start, t("2026-11-23T12:00:25Z")), Some(t("2026-11-23T12:00:30Z")));
         assert!(Schedule::every(Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn an_interval_beyond_the_calendar_ends_the_schedule_instead_of_panicking() {
+        let now = t("2026-11-23T12:00:00Z");
+        for secs in [u64::MAX, 400_000 * 365 * 86_400] {
+            let s = Schedule::every(Duration::from_secs(secs)).unwrap();
+            assert_eq!(s.next(now, now), None, "{secs}");
+        }
     }
 }

@@ -299,8 +299,8 @@ fn sigterm_finishes_the_run_in_progress_then_exits_0() {
     }
     let scrape = reqwest::blocking::get(&url).unwrap().text().unwrap();
     parse_exposition(&scrape);
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
 
     wait_for_line(&rx, "finishing the current run", &mut seen);
     wait_for_line(&rx, "daemon stopped", &mut seen);
