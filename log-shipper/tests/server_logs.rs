@@ -18,7 +18,8 @@ fn the_servers_own_log_lines_arrive_with_level_target_request_id_and_time() {
     let log = dir.path().join("logs/server.log");
     // The server's logging, exactly as `helpdesk-server serve` sets it up with
     // HELPDESK_LOG_FILE (this test binary holds nothing else that logs).
-    helpdesk_server::telemetry::init_logging("info,rocket=warn", Some(&log)).unwrap();
+    let file = helpdesk_server::telemetry::LogFile { path: &log, max_bytes: 10 * 1024 * 1024, keep: 4 };
+    helpdesk_server::telemetry::init_logging("info,rocket=warn", Some(file)).unwrap();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let data = dir.path().join("data");
