@@ -394,7 +394,7 @@ fn last_line_end(file: &File, size: u64) -> io::Result<u64> {
 }
 
 /// What reading a log found besides the records.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReadSummary {
     /// Files read.
     pub files: usize,

@@ -74,7 +74,6 @@ pub struct Report {
     /// Per-target figures.
     pub targets: Vec<TargetReport>,
     /// Files and lines read and skipped.
-    #[serde(skip)]
     pub read: ReadSummary,
 }
 

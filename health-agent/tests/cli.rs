@@ -297,6 +297,8 @@ fn report_and_tail_summarise_the_log() {
     assert_eq!(targets.len(), 2);
     assert_eq!(targets[0]["target"], "flaky");
     assert_eq!(targets[0]["availability_percent"], 75.0);
+    assert_eq!(json["read"]["records"], 8);
+    assert_eq!(json["read"]["truncated"], 1);
     assert!(targets[1]["p95_latency_ms"].as_f64().unwrap() > 0.0);
 
     // A window in the future holds nothing.
