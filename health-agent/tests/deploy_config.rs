@@ -5,10 +5,15 @@
 use std::path::Path;
 use std::process::Command;
 
+/// `check-config` as the CronJob runs the agent: its `--log` flag names the file on the
+/// health-log volume.
 fn check(config: &Path) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
     Command::new(env!("CARGO_BIN_EXE_health-agent"))
         .args(["check-config", "--config"])
         .arg(config)
+        .arg("--log")
+        .arg(dir.path().join("probes.log"))
         .env_clear()
         .output()
         .expect("run health-agent check-config")
