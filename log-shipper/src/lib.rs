@@ -103,6 +103,7 @@ fn encode_stage(
 /// `config.shutdown_timeout`, saves the positions and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Summary, Error> {
     let positions_err = |source| Error::Positions { path: config.positions.clone(), source };
+    let _lock = positions::PositionsLock::acquire(&config.positions).map_err(positions_err)?;
     let (records, state) = positions::load(&config.positions).map_err(positions_err)?;
     let start_at_end = match &state {
         LoadState::Fresh => !config.from_beginning,
