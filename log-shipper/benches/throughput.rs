@@ -103,12 +103,12 @@ fn ingest_baseline(path: &std::path::Path) -> f64 {
         });
         total += line.len() + 1;
         if b.bytes >= 1 << 20 {
-            bodies.push(log_shipper::proto::encode_protobuf(&b).unwrap());
+            bodies.push(log_shipper::proto::encode_protobuf(&mut b).unwrap());
             b = Batch::default();
         }
     }
     if !b.is_empty() {
-        bodies.push(log_shipper::proto::encode_protobuf(&b).unwrap());
+        bodies.push(log_shipper::proto::encode_protobuf(&mut b).unwrap());
     }
     drop(text);
     let receiver = loki::Loki::with(loki::Options { discard: true, ..Default::default() });

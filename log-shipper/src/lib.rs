@@ -89,7 +89,7 @@ fn encode_stage(
     let mut unsent = 0u64;
     while let Some(mut b) = rx.blocking_recv() {
         if b.lines() > 0 {
-            b.body = proto::encode(&b, encoding).ok();
+            b.body = proto::encode(&mut b, encoding).ok();
         }
         if let Err(e) = tx.blocking_send(b) {
             unsent += e.0.lines() as u64;
