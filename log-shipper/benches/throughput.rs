@@ -146,7 +146,9 @@ fn ship(path: &std::path::Path, lines: usize, dir: &std::path::Path, run: usize)
     let receiver = loki::Loki::with(loki::Options { discard: true, ..Default::default() });
     let positions = dir.join(format!("positions-{run}.json"));
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_log-shipper"))
+    // SHIPPER_BIN runs another build of the shipper (A/B comparisons) in the same harness.
+    let bin = std::env::var("SHIPPER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_log-shipper").to_owned());
+    let mut child = Command::new(bin)
         .args(["--path", path.to_str().unwrap(), "--loki-url", &receiver.url(), "--positions"])
         .arg(&positions)
         .args([
