@@ -14,9 +14,10 @@
 //! - [`metrics`] — the shipper's own Prometheus metrics and their listener.
 //!
 //! Data flow: the reader thread reads files and fills a batch; full (or old enough)
-//! batches go through a bounded channel to the sender task, which pushes one at a time.
+//! batches go to the encoder thread (protobuf + snappy, overlapping the previous push) and
+//! through a bounded channel to the sender task, which pushes one at a time.
 //! Only when Loki acknowledges a batch do the file offsets in the positions file move past
-//! it, and the file is saved before the next push. A restart therefore re-sends at most
+//! it, and the file is replaced (atomically; fsynced on a timer) before the next push. A restart therefore re-sends at most
 //! the batch that was in flight, and a Loki outage fills the channel and pauses reading.
 //!
 //! ```no_run
