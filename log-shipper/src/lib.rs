@@ -17,8 +17,9 @@
 //! batches go to the encoder thread (protobuf + snappy, overlapping the previous push) and
 //! through a bounded channel to the sender task, which pushes one at a time.
 //! Only when Loki acknowledges a batch do the file offsets in the positions file move past
-//! it, and the file is replaced (atomically; fsynced on a timer) before the next push. A restart therefore re-sends at most
-//! the batch that was in flight, and a Loki outage fills the channel and pauses reading.
+//! it, and the file is replaced (atomically; fsynced on a timer) before the next push. A
+//! restart therefore re-sends at most the batch that was in flight, and a Loki outage
+//! fills the channel and pauses reading.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), log_shipper::Error> {
