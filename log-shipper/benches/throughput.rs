@@ -103,12 +103,12 @@ fn ingest_baseline(path: &std::path::Path) -> f64 {
         });
         total += line.len() + 1;
         if b.bytes >= 1 << 20 {
-            bodies.push(log_shipper::proto::encode_protobuf(&b).unwrap());
+            bodies.push(log_shipper::proto::encode_protobuf(&mut b).unwrap());
             b = Batch::default();
         }
     }
     if !b.is_empty() {
-        bodies.push(log_shipper::proto::encode_protobuf(&b).unwrap());
+        bodies.push(log_shipper::proto::encode_protobuf(&mut b).unwrap());
     }
     drop(text);
     let receiver = loki::Loki::with(loki::Options { discard: true, ..Default::default() });
@@ -146,7 +146,9 @@ fn ship(path: &std::path::Path, lines: usize, dir: &std::path::Path, run: usize)
     let receiver = loki::Loki::with(loki::Options { discard: true, ..Default::default() });
     let positions = dir.join(format!("positions-{run}.json"));
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_log-shipper"))
+    // SHIPPER_BIN runs another build of the shipper (A/B comparisons) in the same harness.
+    let bin = std::env::var("SHIPPER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_log-shipper").to_owned());
+    let mut child = Command::new(bin)
         .args(["--path", path.to_str().unwrap(), "--loki-url", &receiver.url(), "--positions"])
         .arg(&positions)
         .args([

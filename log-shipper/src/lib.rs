@@ -14,10 +14,12 @@
 //! - [`metrics`] — the shipper's own Prometheus metrics and their listener.
 //!
 //! Data flow: the reader thread reads files and fills a batch; full (or old enough)
-//! batches go through a bounded channel to the sender task, which pushes one at a time.
+//! batches go to the encoder thread (protobuf + snappy, overlapping the previous push) and
+//! through a bounded channel to the sender task, which pushes one at a time.
 //! Only when Loki acknowledges a batch do the file offsets in the positions file move past
-//! it, and the file is saved before the next push. A restart therefore re-sends at most
-//! the batch that was in flight, and a Loki outage fills the channel and pauses reading.
+//! it, and the file is replaced (atomically; fsynced on a timer) before the next push. A
+//! restart therefore re-sends at most the batch that was in flight, and a Loki outage
+//! fills the channel and pauses reading.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), log_shipper::Error> {
@@ -89,7 +91,7 @@ fn encode_stage(
     let mut unsent = 0u64;
     while let Some(mut b) = rx.blocking_recv() {
         if b.lines() > 0 {
-            b.body = proto::encode(&b, encoding).ok();
+            b.body = proto::encode(&mut b, encoding).ok();
         }
         if let Err(e) = tx.blocking_send(b) {
             unsent += e.0.lines() as u64;
@@ -103,6 +105,7 @@ fn encode_stage(
 /// `config.shutdown_timeout`, saves the positions and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Summary, Error> {
     let positions_err = |source| Error::Positions { path: config.positions.clone(), source };
+    let _lock = positions::PositionsLock::acquire(&config.positions).map_err(positions_err)?;
     let (records, state) = positions::load(&config.positions).map_err(positions_err)?;
     let start_at_end = match &state {
         LoadState::Fresh => !config.from_beginning,

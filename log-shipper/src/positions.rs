@@ -192,6 +192,30 @@ pub fn load(path: &Path) -> io::Result<(Vec<Record>, LoadState)> {
     }
 }
 
+/// Holds an exclusive advisory lock (`flock`) on `<positions>.lock` for as long as it
+/// lives, so two shippers never share a positions file (each would re-send what the other
+/// acknowledged).
+pub struct PositionsLock {
+    _file: File,
+}
+
+impl PositionsLock {
+    /// Takes the lock, or fails with `WouldBlock` when another process holds it.
+    pub fn acquire(positions: &Path) -> io::Result<PositionsLock> {
+        let mut name = positions.as_os_str().to_owned();
+        name.push(".lock");
+        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(PathBuf::from(name))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+            if e == rustix::io::Errno::WOULDBLOCK {
+                io::Error::new(io::ErrorKind::WouldBlock, "another log-shipper is using this positions file")
+            } else {
+                io::Error::from(e)
+            }
+        })?;
+        Ok(PositionsLock { _file: file })
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temp file in the same directory renamed over
 /// `path`. With `durable`, the temp file is fsynced before the rename and the directory
 /// after it, so the new content survives a power loss too.

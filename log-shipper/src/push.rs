@@ -192,7 +192,7 @@ impl Pusher {
             // Usually encoded by the reader thread already, overlapping the previous push.
             let encoded = match b.body.take() {
                 Some(body) => Ok(body),
-                None => proto::encode(&b, self.encoding),
+                None => proto::encode(&mut b, self.encoding),
             };
             let body = match encoded {
                 Ok(body) => body,

@@ -281,3 +281,18 @@ fn a_copy_made_while_stopped_never_takes_over_the_original() {
     want.push("marker".into());
     assert_eq!(loki.lines(), want);
 }
+
+#[test]
+fn two_shippers_never_share_a_positions_file() {
+    let loki = Loki::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let pos = dir.path().join("p.json");
+    append(&log, "one\n");
+    let _first = Shipper::start(dir.path(), &args(&log, &loki.url(), &pos, &[]));
+    loki.wait_entries(1, PATIENCE);
+    let mut second = Shipper::start(dir.path(), &args(&log, &loki.url(), &pos, &[]));
+    assert_eq!(second.wait(PATIENCE).and_then(|s| s.code()), Some(1), "{}", second.logs());
+    assert!(second.logs().contains("another log-shipper is using this positions file"), "{}", second.logs());
+    assert_eq!(loki.lines(), ["one"], "the second shipper sent nothing");
+}

@@ -114,12 +114,16 @@ fn no_line_lost_or_duplicated_across_rotation_restarts_and_outages() {
         w.copytruncate(&dir.path().join(format!("app.log.c{copies}")));
     };
 
+    // An outage lasts until the shipper has met it a few times (however busy the machine).
+    let outage = |mode: Mode, answer: &str| {
+        loki.set_mode(mode);
+        wait_until(PATIENCE, &format!("{answer} answers"), || loki.answers().get(answer).is_some_and(|n| *n >= 3));
+        loki.set_mode(Mode::Accept);
+    };
     at(1000);
     rename(&writer);
     at(2000);
-    loki.set_mode(Mode::Status(503, None));
-    at(2500);
-    loki.set_mode(Mode::Accept);
+    outage(Mode::Status(503, None), "503");
     at(3000);
     copytruncate(&writer);
     at(3500);
@@ -129,12 +133,10 @@ fn no_line_lost_or_duplicated_across_rotation_restarts_and_outages() {
     at(4300);
     restart(&mut shipper, &mut restarts);
     at(5000);
-    loki.set_mode(Mode::Status(429, Some(0)));
+    outage(Mode::Status(429, Some(0)), "429");
     at(5500);
     copytruncate(&writer);
-    loki.set_mode(Mode::Drop);
-    at(6400);
-    loki.set_mode(Mode::Accept);
+    outage(Mode::Drop, "drop");
     at(6500);
     shipper.kill();
     at(6800);
