@@ -161,6 +161,8 @@ for size in $SIZES; do
   a_rss=$(col agent 3 | median); g_rss=$(col gnu 3 | median); st_rss=$(col static 3 | median)
   a_cpu=$(col agent 4 | median); g_cpu=$(col gnu 4 | median); st_cpu=$(col static 4 | median)
   echo
+  echo "-- $size: every run (name, wall s, peak RSS KiB, CPU s; bytes: snapshot, agent archive, GNU archive)"
+  sed 's/^/   /' "$results"
   echo "== $size: medians of $RUNS runs (snapshot $(awk -v b="$snap" 'BEGIN { printf "%.1f MiB", b / 1048576 }'))"
   awk -v snap="$snap" -v arch="$arch" -v gsize="$gnu_size" -v a="$a_s" -v f="$f_s" -v g="$g_s" \
     -v ar="$a_rss" -v gr="$g_rss" -v st="$st_s" -v sr="$st_rss" -v ac="$a_cpu" -v gc="$g_cpu" -v sc="$st_cpu" 'BEGIN {

@@ -315,7 +315,21 @@ fn verify(args: &cli::VerifyArgs, shutdown: &Shutdown, progress: Progress, out: 
     if !targets[0].exists() {
         return Err(Error::Usage(format!("{} does not exist", targets[0].display())));
     }
-    let _lock = store::DirLock::acquire(&dir)?;
+    // A read-only backup mount (a restore drill on a copy, say) can still be verified; the
+    // results just cannot be recorded there.
+    let _lock = match store::DirLock::acquire(&dir) {
+        Ok(lock) => Some(lock),
+        Err(Error::Io { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            tracing::warn!(dir = %dir.display(), error = %source, "cannot lock the backup directory (read-only?); verifying without recording results");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let mut failures = Vec::new();
     for path in &targets {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

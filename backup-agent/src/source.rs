@@ -136,9 +136,24 @@ fn open_server(base: &str, token: &str, read_timeout: Duration, connect_timeout:
                     return;
                 }
                 let mut response = response;
+                // The server sends many small chunks; handing each one to the reader thread
+                // costs a wake-up, so they are gathered into batches first.
+                let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
                 loop {
                     let item = match response.chunk().await {
-                        Ok(Some(chunk)) => Ok(Some(chunk)),
+                        Ok(Some(chunk)) => {
+                            batch.extend_from_slice(&chunk);
+                            if batch.len() < BATCH {
+                                continue;
+                            }
+                            Ok(Some(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
+                        }
+                        Ok(None) if !batch.is_empty() => {
+                            if tx.send(Ok(Some(std::mem::take(&mut batch)))).is_err() {
+                                return;
+                            }
+                            Ok(None)
+                        }
                         Ok(None) => Ok(None),
                         Err(e) => Err(io::Error::other(chain(&e))),
                     };
@@ -163,8 +178,10 @@ fn open_server(base: &str, token: &str, read_timeout: Duration, connect_timeout:
     })
 }
 
-/// Chunks queued ahead of the reader by the download thread.
+/// Batches queued ahead of the reader by the download thread (memory: QUEUE × BATCH).
 const QUEUE: usize = 16;
+/// Bytes gathered from the body before a batch is handed over.
+const BATCH: usize = 256 << 10;
 
 fn http_error(url: &str, status: reqwest::StatusCode, body: &str) -> Error {
     let message = serde_json::from_str::<serde_json::Value>(body)
@@ -218,6 +235,10 @@ impl<C: AsRef<[u8]>> Read for QueueReader<C> {
     }
 }
 
+/// sled page cache for an offline export: the export reads every ticket once, so a large
+/// cache only costs memory.
+const OFFLINE_CACHE: u64 = 16 << 20;
+
 /// The database directory inside a server data directory.
 pub fn db_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("db")
@@ -232,8 +253,8 @@ fn open_data_dir(dir: &Path) -> Result<OpenSource> {
             db.display()
         )));
     }
-    let desk =
-        Helpdesk::open(&db, Config::default()).map_err(|e| Error::core(format!("cannot open {}", db.display()), e))?;
+    let desk = Helpdesk::open(&db, Config { cache_capacity: OFFLINE_CACHE, ..Config::default() })
+        .map_err(|e| Error::core(format!("cannot open {}", db.display()), e))?;
     let (reader, writer) = std::io::pipe().map_err(|e| Error::io("cannot create a pipe", e))?;
     // The export runs on its own thread so that reading the database and compressing the
     // stream use both cores; the pipe bounds the memory in between.

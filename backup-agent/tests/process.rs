@@ -306,3 +306,49 @@ fn restore_refuses_a_non_empty_directory_without_force_and_moves_the_old_databas
     let old = helpdesk_core::Helpdesk::open(aside[0].path(), helpdesk_core::Config::default()).unwrap();
     assert_eq!(old.stats().unwrap().total, 2, "the old database was kept intact");
 }
+
+/// Serves one HTTP response with `body` (cut off abruptly when `abort`), then stops.
+fn one_shot_server(body: Vec<u8>, abort: bool) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = conn.read(&mut request);
+        let length = if abort { body.len() * 2 } else { body.len() };
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ncontent-length: {length}\r\n\r\n");
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(&body);
+        // Dropping the connection ends the response early when `abort`.
+    });
+    (url, handle)
+}
+
+#[test]
+fn a_snapshot_stream_cut_short_leaves_no_archive() {
+    let desk = helpdesk_core::Helpdesk::temporary(helpdesk_core::Config::default()).unwrap();
+    common::fill(&desk, 20);
+    let mut snapshot = Vec::new();
+    desk.export(&mut snapshot).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "t").unwrap();
+    let out = tmp.path().join("b");
+
+    // The connection drops in the middle of the body.
+    let (url, server) = one_shot_server(snapshot[..snapshot.len() / 2].to_vec(), true);
+    let r =
+        run(&["backup", "--server", &url, "--token-file", &s(&token), "--out", &s(&out)]).expect(SOURCE_UNREACHABLE);
+    server.join().unwrap();
+    assert!(r.stdout.contains("no archive was written"), "{}", r.stdout);
+
+    // A complete HTTP response whose snapshot lacks its end record (an export that failed).
+    let last_line = snapshot[..snapshot.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let (url, server) = one_shot_server(snapshot[..last_line].to_vec(), false);
+    let r =
+        run(&["backup", "--server", &url, "--token-file", &s(&token), "--out", &s(&out)]).expect(SOURCE_UNREACHABLE);
+    server.join().unwrap();
+    assert!(r.stdout.contains("without its end record"), "{}", r.stdout);
+    assert!(archives(&out).is_empty() && partials(&out).is_empty());
+}
