@@ -8,7 +8,7 @@ use std::process::Command;
 /// `check-config` as the CronJob runs the agent: its `--log` flag names the file on the
 /// health-log volume.
 fn check(config: &Path) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     Command::new(env!("CARGO_BIN_EXE_health-agent"))
         .args(["check-config", "--config"])
         .arg(config)
