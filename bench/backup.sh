@@ -39,8 +39,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 export HELPDESK_BENCH_DATA=${HELPDESK_BENCH_DATA:-$CARGO_TARGET_DIR/bench-data}
 SCRATCH=${SCRATCH:-$CARGO_TARGET_DIR/tmp}
 
-log() { printf '[backup.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+. "$ROOT/.ci/lib.sh"   # log, die, wait_for_port
 for tool in curl tar gzip /usr/bin/time sha256sum python3; do command -v "$tool" >/dev/null || die "$tool is missing"; done
 
 log "building release helpdesk-server and backup-agent (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
@@ -104,14 +103,7 @@ for size in $SIZES; do
     HELPDESK_TOKENS_FILE="$work/tokens.toml" "$server_bin") \
     >"$work/server.log" 2>&1 &
   server_pid=$!
-  port=
-  for _ in $(seq 600); do
-    port=$(grep -m1 '"listening"' "$work/server.log" 2>/dev/null | grep -o '"port":[0-9]*' | cut -d: -f2 || true)
-    [ -n "$port" ] && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; die "the server exited"; }
-    sleep 0.1
-  done
-  [ -n "$port" ] || die "the server did not start"
+  port=$(wait_for_port "$server_pid" "$work/server.log")
   base=http://127.0.0.1:$port
   log "$size: server on $base (data set $data)"
 

@@ -34,17 +34,7 @@ RSS_RUNS=${RSS_RUNS:-10}
 TARGETS=${TARGETS:-50}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-log() { printf '[health_agent.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-apt_install() {
-  [ "$(id -u)" -eq 0 ] || die "$* missing and not root: apt-get install -y $*"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y "$@" >&2; then
-    apt-get update >&2
-    apt-get install -y "$@" >&2
-  fi
-}
+. "$ROOT/.ci/lib.sh"   # log, die, apt_install
 command -v hyperfine >/dev/null || apt_install hyperfine
 [ -x /usr/bin/time ] || apt_install time
 command -v curl >/dev/null || apt_install curl

@@ -44,18 +44,9 @@ SERVER_LOG=${SERVER_LOG:-}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 export WRK_LUA_DIR=$ROOT/bench/wrk
 
-log() { printf '[http.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+. "$ROOT/.ci/lib.sh"   # log, die, apt_install, wait_for_port
 
 # --- tools -------------------------------------------------------------------------------
-apt_install() {
-  [ "$(id -u)" -eq 0 ] || die "$* missing and not root: apt-get install -y $*"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y "$@" >&2; then
-    apt-get update >&2
-    apt-get install -y "$@" >&2
-  fi
-}
 command -v wrk >/dev/null || apt_install wrk
 command -v curl >/dev/null || apt_install curl
 
@@ -101,14 +92,7 @@ server_env+=(HELPDESK_ADDRESS=127.0.0.1 HELPDESK_PORT=0 HELPDESK_DATA_DIR="$work
 (cd "$work" && exec "${server_env[@]}" "$bin") >"$work/server.log" 2>"$work/server.err" &
 server_pid=$!
 
-port=
-deadline=$((SECONDS + 60))
-while [ -z "$port" ]; do
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.err" >&2; die "the server exited at start"; }
-  [ "$SECONDS" -lt "$deadline" ] || die "no \"listening\" log line within 60 s (SERVER_LOG=$SERVER_LOG)"
-  port=$(grep -m1 '"listening"' "$work/server.log" 2>/dev/null | grep -o '"port":[0-9]*' | cut -d: -f2 || true)
-  [ -n "$port" ] || sleep 0.1
-done
+port=$(wait_for_port "$server_pid" "$work/server.log" "$work/server.err")
 token=$(tr -d '[:space:]' <"$work/data/admin.token")
 [ -n "$token" ] || die "empty admin token"
 export BENCH_TOKEN=$token BENCH_THREADS=$THREADS
