@@ -225,9 +225,11 @@ impl std::io::Write for RotatingFile {
         let len = buf.len() as u64;
         if self.max_bytes > 0 && self.size > 0 && self.size + len > self.max_bytes {
             // A failed rotation keeps appending to the current file: losing log lines
-            // would be worse than a file over its cap.
+            // would be worse than a file over its cap. The count restarts so the next
+            // attempt comes after another `max_bytes`, not on every following line.
             if let Err(e) = self.rotate() {
                 eprintln!("helpdesk-server: cannot rotate {}: {e}", self.path.display());
+                self.size = 0;
             }
         }
         self.file.write_all(buf)?;
@@ -322,5 +324,20 @@ mod tests {
         let mut f = RotatingFile::open(LogFile { path: &path, max_bytes: 100, keep: 2 }).unwrap();
         f.write_all(&[b'x'; 60]).unwrap();
         assert_eq!(read(&path).len(), 60, "the 60 bytes did not fit: the file rotated first");
+    }
+
+    #[test]
+    fn a_failed_rotation_keeps_every_line_in_the_active_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.log");
+        // `server.log.1` is a non-empty directory: renaming onto it fails.
+        std::fs::create_dir_all(dir.path().join("server.log.1/x")).unwrap();
+        let mut f = RotatingFile::open(LogFile { path: &path, max_bytes: 100, keep: 1 }).unwrap();
+        for i in 0..20 {
+            f.write_all(format!("line {i:02} .....................\n").as_bytes()).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 20, "nothing lost, all in the active file");
+        assert!(dir.path().join("server.log.1/x").is_dir());
     }
 }

@@ -492,13 +492,17 @@ fn too_large(n: usize, max: Option<usize>) -> Result<(), (u16, String)> {
     }
 }
 
-fn decode_protobuf(body: &[u8], max: Option<usize>) -> Result<Vec<Entry>, (u16, String)> {
+/// Snappy block then protobuf, as Loki decodes a push (with its size limit and errors).
+fn decode_push(body: &[u8], max: Option<usize>) -> Result<logproto::PushRequest, (u16, String)> {
     let len = snap::raw::decompress_len(body).map_err(|_| (400, "snappy: corrupt input\n".to_string()))?;
     too_large(len, max)?;
     let raw =
         snap::raw::Decoder::new().decompress_vec(body).map_err(|_| (400, "snappy: corrupt input\n".to_string()))?;
-    let req: logproto::PushRequest =
-        prost::Message::decode(raw.as_slice()).map_err(|e| (400, format!("proto: {e}\n")))?;
+    prost::Message::decode(raw.as_slice()).map_err(|e| (400, format!("proto: {e}\n")))
+}
+
+fn decode_protobuf(body: &[u8], max: Option<usize>) -> Result<Vec<Entry>, (u16, String)> {
+    let req = decode_push(body, max)?;
     let mut out = Vec::new();
     for s in req.streams {
         let labels = Arc::new(parse_labels(&s.labels).map_err(|e| (400, format!("{e}\n")))?);
@@ -517,12 +521,7 @@ fn decode_protobuf(body: &[u8], max: Option<usize>) -> Result<Vec<Entry>, (u16, 
 
 /// Decodes a protobuf push and returns (entries, line bytes) without keeping them.
 fn decode_protobuf_counting(body: &[u8], max: Option<usize>) -> Result<(usize, usize), (u16, String)> {
-    let len = snap::raw::decompress_len(body).map_err(|_| (400, "snappy: corrupt input\n".to_string()))?;
-    too_large(len, max)?;
-    let raw =
-        snap::raw::Decoder::new().decompress_vec(body).map_err(|_| (400, "snappy: corrupt input\n".to_string()))?;
-    let req: logproto::PushRequest =
-        prost::Message::decode(raw.as_slice()).map_err(|e| (400, format!("proto: {e}\n")))?;
+    let req = decode_push(body, max)?;
     let (mut n, mut bytes) = (0, 0);
     for s in &req.streams {
         parse_labels(&s.labels).map_err(|e| (400, format!("{e}\n")))?;
