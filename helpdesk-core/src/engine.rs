@@ -23,7 +23,9 @@ use crate::workflow;
 /// A ticket database. Cheap to clone (an `Arc`), `Send + Sync`: share one handle between
 /// threads. The database is closed (and flushed) when the last clone is dropped.
 ///
-/// Every method is blocking; from async code call them in `spawn_blocking`.
+/// Every method is blocking; from async code call them in `spawn_blocking`, or use the
+/// writes' `*_async` variants ([`Self::create_async`], [`Self::create_idempotent_async`],
+/// [`Self::update_async`], [`Self::comment_async`]), which wait without a thread.
 ///
 /// ```
 /// use helpdesk_core::{Actor, Category, Config, Helpdesk, NewTicket, Status, TicketUpdate};
@@ -105,13 +107,41 @@ impl Helpdesk {
 
     /// Creates a ticket (status `open`, version 1) and records its creation event.
     pub fn create(&self, new: NewTicket, actor: &Actor) -> Result<Ticket> {
+        let build = self.creation(new, actor)?;
+        Ok(self.store().create(None, build)?.0)
+    }
+
+    /// [`Self::create`] for async code: it never blocks the calling thread. The write is
+    /// queued for the database's writer thread and the future resolves when it is applied
+    /// and, if durable, on disk. Dropping the future does not cancel the write. Needs no
+    /// particular async runtime.
+    ///
+    /// ```
+    /// # use helpdesk_core::{Actor, Category, Config, Helpdesk, NewTicket};
+    /// # let desk = Helpdesk::temporary(Config::default())?;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let new = NewTicket::new("VPN drops", "Every 10 minutes", Category::Network, "kim@campus.example", "Kim");
+    /// let t = rt.block_on(desk.create_async(new, &Actor::requester("kim")))?;
+    /// assert_eq!(desk.get(t.id)?, t);
+    /// # Ok::<(), helpdesk_core::Error>(())
+    /// ```
+    pub async fn create_async(&self, new: NewTicket, actor: &Actor) -> Result<Ticket> {
+        let build = self.creation(new, actor)?;
+        Ok(self.store().create_async(None, build).await?.0)
+    }
+
+    /// Validates a creation and returns what builds the ticket once its id is known.
+    fn creation(
+        &self,
+        new: NewTicket,
+        actor: &Actor,
+    ) -> Result<impl FnOnce(TicketId) -> (Ticket, Event) + Send + 'static> {
         actor.validate()?;
         let new = new.validate()?;
         let now = self.now();
         let sla = self.inner.config.sla;
         let actor = actor.clone();
-        let (t, _) = self.store().create(None, move |id| workflow::create(id, new, &actor, now, &sla))?;
-        Ok(t)
+        Ok(move |id| workflow::create(id, new, &actor, now, &sla))
     }
 
     /// Creates a ticket at most once per `key` (e.g. an HTTP `Idempotency-Key`): repeating
@@ -133,6 +163,23 @@ impl Helpdesk {
     /// # Ok::<(), helpdesk_core::Error>(())
     /// ```
     pub fn create_idempotent(&self, key: &str, new: NewTicket, actor: &Actor) -> Result<(Ticket, bool)> {
+        let (fingerprint, build) = self.idempotent_creation(key, new, actor)?;
+        self.store().create(Some((key, fingerprint)), build)
+    }
+
+    /// [`Self::create_idempotent`] for async code (see [`Self::create_async`]).
+    pub async fn create_idempotent_async(&self, key: &str, new: NewTicket, actor: &Actor) -> Result<(Ticket, bool)> {
+        let (fingerprint, build) = self.idempotent_creation(key, new, actor)?;
+        self.store().create_async(Some((key, fingerprint)), build).await
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn idempotent_creation(
+        &self,
+        key: &str,
+        new: NewTicket,
+        actor: &Actor,
+    ) -> Result<([u8; 32], impl FnOnce(TicketId) -> (Ticket, Event) + Send + 'static)> {
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ValidationErrors::single(
                 "idempotency_key",
@@ -149,7 +196,7 @@ impl Helpdesk {
         let now = self.now();
         let sla = self.inner.config.sla;
         let actor = actor.clone();
-        self.store().create(Some((key, fingerprint)), move |id| workflow::create(id, new, &actor, now, &sla))
+        Ok((fingerprint, move |id| workflow::create(id, new, &actor, now, &sla)))
     }
 
     /// The ticket with this id.
@@ -160,13 +207,27 @@ impl Helpdesk {
     /// Applies an update (fields, status, assignment; see [`TicketUpdate`]). An update
     /// that changes nothing returns the ticket unchanged, without a new version.
     pub fn update(&self, id: TicketId, update: TicketUpdate, actor: &Actor) -> Result<Ticket> {
+        let change = self.updating(update, actor)?;
+        Ok(self.store().modify(id, change)?.0)
+    }
+
+    /// [`Self::update`] for async code (see [`Self::create_async`]).
+    pub async fn update_async(&self, id: TicketId, update: TicketUpdate, actor: &Actor) -> Result<Ticket> {
+        let change = self.updating(update, actor)?;
+        Ok(self.store().modify_async(id, change).await?.0)
+    }
+
+    fn updating(
+        &self,
+        update: TicketUpdate,
+        actor: &Actor,
+    ) -> Result<impl FnOnce(&Ticket) -> ChangeResult + Send + 'static> {
         actor.validate()?;
         let update = update.validate()?;
         let now = self.now();
         let sla = self.inner.config.sla;
         let actor = actor.clone();
-        let (t, _) = self.store().modify(id, move |old| workflow::update(old, update, &actor, now, &sla))?;
-        Ok(t)
+        Ok(move |old: &Ticket| workflow::update(old, update, &actor, now, &sla))
     }
 
     /// Moves a ticket to `to`. Resolving needs `resolution_notes`.
@@ -188,13 +249,26 @@ impl Helpdesk {
 
     /// Adds a comment; returns the ticket's new version and the comment's event.
     pub fn comment(&self, id: TicketId, comment: NewComment, actor: &Actor) -> Result<(Ticket, Event)> {
+        let change = self.commenting(comment, actor)?;
+        commented(self.store().modify(id, change)?)
+    }
+
+    /// [`Self::comment`] for async code (see [`Self::create_async`]).
+    pub async fn comment_async(&self, id: TicketId, comment: NewComment, actor: &Actor) -> Result<(Ticket, Event)> {
+        let change = self.commenting(comment, actor)?;
+        commented(self.store().modify_async(id, change).await?)
+    }
+
+    fn commenting(
+        &self,
+        comment: NewComment,
+        actor: &Actor,
+    ) -> Result<impl FnOnce(&Ticket) -> ChangeResult + Send + 'static> {
         actor.validate()?;
         let comment = comment.validate()?;
         let now = self.now();
         let actor = actor.clone();
-        let (t, e) = self.store().modify(id, move |old| workflow::comment(old, comment, &actor, now).map(Some))?;
-        let e = e.ok_or_else(|| Error::Storage("comment produced no event".into()))?;
-        Ok((t, e))
+        Ok(move |old: &Ticket| workflow::comment(old, comment, &actor, now).map(Some))
     }
 
     /// Every event of a ticket, oldest first (internal comments included; see
@@ -271,6 +345,14 @@ impl Helpdesk {
     pub fn size_on_disk(&self) -> Result<u64> {
         self.store().size_on_disk()
     }
+}
+
+/// What a change to a ticket produces: the next version and its event, or nothing.
+type ChangeResult = Result<Option<(Ticket, Event)>>;
+
+fn commented((t, e): (Ticket, Option<Event>)) -> Result<(Ticket, Event)> {
+    let e = e.ok_or_else(|| Error::Storage("comment produced no event".into()))?;
+    Ok((t, e))
 }
 
 fn check_limit(limit: usize) -> Result<()> {

@@ -31,7 +31,13 @@ struct State {
     completed: u64,
     broken: Option<String>,
     shutdown: bool,
+    /// Callbacks waiting for the flush that covers their ticket, in ticket order.
+    callbacks: Vec<(u64, AfterFlush)>,
 }
+
+/// Run by the flusher once a flush covering the writes before [`GroupCommit::after_flush`]
+/// has finished, with `Some(reason)` if flushing failed (nothing is durable then).
+pub(crate) type AfterFlush = Box<dyn FnOnce(Option<&str>) + Send>;
 
 #[derive(Default)]
 struct Shared {
@@ -58,6 +64,21 @@ impl GroupCommit {
         Ok(GroupCommit { shared, thread: Some(thread) })
     }
 
+    /// Runs `callback` on the flusher thread once everything committed before this call is
+    /// on disk (or at once, here, if the store is already broken). It must not block.
+    pub(crate) fn after_flush(&self, callback: AfterFlush) {
+        let mut s = lock(&self.shared.state);
+        if let Some(why) = s.broken.clone() {
+            drop(s);
+            callback(Some(&why));
+            return;
+        }
+        s.requested += 1;
+        let ticket = s.requested;
+        s.callbacks.push((ticket, callback));
+        self.shared.work.notify_one();
+    }
+
     /// Blocks until everything committed before the call is on disk.
     pub(crate) fn wait(&self) -> Result<()> {
         let mut s = lock(&self.shared.state);
@@ -77,7 +98,7 @@ impl GroupCommit {
     }
 }
 
-fn broken(why: &str) -> Error {
+pub(crate) fn broken(why: &str) -> Error {
     Error::Storage(format!("flushing to disk failed ({why}); writes are no longer durable, restart the process"))
 }
 
@@ -114,7 +135,17 @@ fn flusher(shared: &Shared, db: &::sled::Db, log: Option<&File>, observer: Optio
             s.broken = Some(e.to_string());
         }
         s.completed = target;
+        let due = s.callbacks.iter().take_while(|(ticket, _)| *ticket <= target).count();
+        let callbacks: Vec<_> = s.callbacks.drain(..due).collect();
+        let broken = s.broken.clone();
         shared.done.notify_all();
+        if !callbacks.is_empty() {
+            drop(s);
+            for (_, callback) in callbacks {
+                callback(broken.as_deref());
+            }
+            s = lock(&shared.state);
+        }
     }
 }
 
