@@ -122,8 +122,13 @@ impl Server {
     /// Spawns the server on 127.0.0.1, port 0, data in `<root>/data`, plus `env`; does not
     /// wait for it.
     fn spawn(root: &Path, env: &[(&str, &str)]) -> Server {
+        Server::spawn_with(command(root), root, env)
+    }
+
+    /// [`Server::spawn`] with a prepared command (e.g. a shell that sets limits, then
+    /// `exec`s the binary, so the child's pid is still the server's).
+    fn spawn_with(mut cmd: Command, root: &Path, env: &[(&str, &str)]) -> Server {
         let data_dir = root.join("data");
-        let mut cmd = command(root);
         cmd.env("HELPDESK_ADDRESS", "127.0.0.1")
             .env("HELPDESK_PORT", "0")
             .env("HELPDESK_DATA_DIR", &data_dir)
@@ -549,6 +554,81 @@ fn sigkill_never_loses_an_acknowledged_create() {
     let server = Server::start(dir.path(), &[("HELPDESK_DURABILITY", "durable")]);
     let token = server.admin_token();
     verify_present(&server, &token, &all);
+}
+
+/// A disk that stops taking writes (here: the file-size limit, `ulimit -f`, with SIGXFSZ
+/// ignored, so writes fail with EFBIG as on a full volume): the write that hits it and
+/// every later one get 503 in the JSON error shape, readiness says 503 `not_ready` while
+/// liveness stays 200, reads keep working, and after a restart on a healthy disk every
+/// acknowledged ticket is there.
+#[test]
+fn a_failing_disk_gives_503_and_loses_nothing_acknowledged() {
+    let dir = tempdir();
+    let mut limited = Command::new("bash");
+    // 4 MiB (in 1 KiB blocks): a few hundred tickets of ~3 KB fill it.
+    limited.args(["-c", "trap '' XFSZ; ulimit -f 4096; exec \"$0\"", BIN]).current_dir(dir.path());
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("HELPDESK_") || k.starts_with("ROCKET_") || k == "RUST_LOG" {
+            limited.env_remove(&key);
+        }
+    }
+    let mut server = Server::spawn_with(limited, dir.path(), &[]);
+    server.wait_listening();
+    let token = server.admin_token();
+    let http = client();
+    let auth = format!("Bearer {token}");
+    let filler = "x".repeat(3000);
+    let mut acked = Vec::new();
+    let refused = loop {
+        assert!(acked.len() < 5000, "4 MiB never filled up");
+        let mut body = ticket_body(&format!("disk test {}", acked.len()), "disk@campus.example");
+        body["description"] = json!(filler);
+        let res = http.post(server.url("/api/v1/tickets")).header("Authorization", &auth).json(&body).send().unwrap();
+        if res.status() != StatusCode::CREATED {
+            break res;
+        }
+        let t: Value = res.json().unwrap();
+        acked.push(t["id"].as_u64().unwrap());
+    };
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE, "after {} creates", acked.len());
+    let e: Value = refused.json().unwrap();
+    assert_eq!(e["error"]["code"], "unavailable", "{e}");
+    assert!(!acked.is_empty());
+
+    // Still refused, never a 500; readiness fails, liveness and reads do not.
+    let res = http
+        .post(server.url("/api/v1/tickets"))
+        .header("Authorization", &auth)
+        .json(&ticket_body("again", "disk@campus.example"))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready = http.get(server.url("/api/v1/health")).send().unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json::<Value>().unwrap()["error"]["code"], "not_ready");
+    assert_eq!(http.get(server.url("/health")).send().unwrap().status(), StatusCode::OK);
+    let last = *acked.last().unwrap();
+    let res = http.get(server.url(&format!("/api/v1/tickets/{last}"))).header("Authorization", &auth).send().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // It still shuts down on SIGTERM, without a panic.
+    let status = server.terminate().expect("the server exits on SIGTERM");
+    let (_, stderr) = server.finished_output();
+    assert!(!stderr.contains("panicked"), "{status}: {stderr}");
+    drop(server);
+
+    // On a healthy disk, every acknowledged ticket is there.
+    let server = Server::start(dir.path(), &[]);
+    let token = server.admin_token();
+    for id in acked {
+        let res = http
+            .get(server.url(&format!("/api/v1/tickets/{id}")))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "acknowledged ticket {id} is missing after the restart");
+    }
 }
 
 #[test]
