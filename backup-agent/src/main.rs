@@ -29,10 +29,17 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             tracing::error!(command = name, kind = e.kind(), exit_code = code, error = %e, "failed");
-            println!("{name} failed (exit {code}, {}): {e}", e.kind());
+            // One line, whatever the message quotes (a damaged archive can put any byte
+            // into it): scripts read the last line.
+            println!("{name} failed (exit {code}, {}): {}", e.kind(), one_line(&e.to_string()));
             ExitCode::from(code)
         }
     }
+}
+
+/// `s` with control characters (newlines included) escaped as `\n`, `\u{1b}`, ...
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 fn command_name(c: &Command) -> &'static str {
@@ -59,5 +66,15 @@ fn init_logging(format: LogFormat, tty: bool) {
         builder.json().flatten_event(true).with_current_span(false).init();
     } else {
         builder.compact().init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn failure_summaries_stay_on_one_line() {
+        let s = super::one_line("line 3: bad record {\"a\":1}\n{\"event\"\u{1b}é");
+        assert_eq!(s, "line 3: bad record {\"a\":1}\\n{\"event\"\\u{1b}é");
+        assert!(!s.contains('\n'));
     }
 }
