@@ -137,11 +137,15 @@ impl Helpdesk {
         actor: &Actor,
     ) -> Result<impl FnOnce(TicketId) -> (Ticket, Event) + Send + 'static> {
         actor.validate()?;
-        let new = new.validate()?;
+        Ok(self.builder(new.validate()?, actor))
+    }
+
+    /// What builds the ticket for a validated `new` once its id is known, as of now.
+    fn builder(&self, new: NewTicket, actor: &Actor) -> impl FnOnce(TicketId) -> (Ticket, Event) + Send + 'static {
         let now = self.now();
         let sla = self.inner.config.sla;
         let actor = actor.clone();
-        Ok(move |id| workflow::create(id, new, &actor, now, &sla))
+        move |id| workflow::create(id, new, &actor, now, &sla)
     }
 
     /// Creates a ticket at most once per `key` (e.g. an HTTP `Idempotency-Key`): repeating
@@ -173,6 +177,7 @@ impl Helpdesk {
         self.store().create_async(Some((key, fingerprint)), build).await
     }
 
+    /// Validates an idempotent creation: the request's fingerprint and the builder.
     #[allow(clippy::type_complexity)]
     fn idempotent_creation(
         &self,
@@ -193,10 +198,7 @@ impl Helpdesk {
             serde_json::to_vec(&(&new, actor)).map_err(|e| Error::Storage(format!("cannot encode request: {e}")))?,
         )
         .into();
-        let now = self.now();
-        let sla = self.inner.config.sla;
-        let actor = actor.clone();
-        Ok((fingerprint, move |id| workflow::create(id, new, &actor, now, &sla)))
+        Ok((fingerprint, self.builder(new, actor)))
     }
 
     /// The ticket with this id.

@@ -5,11 +5,10 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{new_ticket, requester};
-use std::future::Future;
-
 use helpdesk_core::{Actor, Config, Durability, Error, Helpdesk, NewComment, TicketId, TicketUpdate};
 
 #[test]
@@ -182,7 +181,8 @@ fn a_dropped_async_write_is_still_applied() {
         let who = requester();
         let mut fut = Box::pin(desk.create_async(new_ticket("abandoned"), &who));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        // The first poll queues the write; the answer cannot be there yet or soon will be.
+        // The first poll queues the write (and may even get its answer); then the caller
+        // goes away.
         let _ = fut.as_mut().poll(&mut cx);
         drop(fut);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -137,9 +137,9 @@ fn flusher(shared: &Shared, db: &::sled::Db, log: Option<&File>, observer: Optio
         s.completed = target;
         let due = s.callbacks.iter().take_while(|(ticket, _)| *ticket <= target).count();
         let callbacks: Vec<_> = s.callbacks.drain(..due).collect();
-        let broken = s.broken.clone();
         shared.done.notify_all();
         if !callbacks.is_empty() {
+            let broken = s.broken.clone();
             drop(s);
             for (_, callback) in callbacks {
                 callback(broken.as_deref());

@@ -18,8 +18,9 @@
 //! and then waits for the flush on a condvar. An async caller (`submit_async`) only queues
 //! its change with a oneshot sender and wakes the store's writer thread, which applies the
 //! batch; the batch hands the durable answers to the flusher, which sends them when their
-//! flush is done. An async write thus costs no thread of its own and, under load, about
-//! three context switches instead of the nine of a blocking call made from a thread pool.
+//! flush is done. An async write thus costs no thread of its own, and fewer thread
+//! hand-offs than a blocking call made from a thread pool (figures in docs/BENCHMARKS.md,
+//! "Async writes and inline reads").
 //!
 //! Readers take no lock. A reader that combines an index entry with a ticket re-checks the
 //! ticket against its filter, so a ticket changing between the two reads never shows up
@@ -456,13 +457,11 @@ impl Shared {
         idempotency: Option<(&str, [u8; 32])>,
         build: impl FnOnce(TicketId) -> (Ticket, Event) + Send + 'static,
     ) -> Result<(Ticket, bool)> {
-        let op = Op::Create { idempotency: idempotency.map(|(k, f)| (k.to_owned(), f)), build: Box::new(build) };
-        let Outcome::Created(t, created) = self.submit(op)? else {
-            return Err(Error::Storage("create produced another outcome".into()));
-        };
-        // A replayed key still waits: the first request may not be on disk yet.
-        self.durable()?;
-        Ok((t, created))
+        let outcome = self.submit(Op::create(idempotency, build))?;
+        if outcome.needs_flush() {
+            self.durable()?;
+        }
+        outcome.created()
     }
 
     /// Changes a ticket: `change` gets the current version and returns the next one with
@@ -473,13 +472,11 @@ impl Shared {
         id: TicketId,
         change: impl FnOnce(&Ticket) -> Result<Option<(Ticket, Event)>> + Send + 'static,
     ) -> Result<(Ticket, Option<Event>)> {
-        let Outcome::Modified(t, event) = self.submit(Op::Modify { id, change: Box::new(change) })? else {
-            return Err(Error::Storage("modify produced another outcome".into()));
-        };
-        if event.is_some() {
+        let outcome = self.submit(Op::Modify { id, change: Box::new(change) })?;
+        if outcome.needs_flush() {
             self.durable()?;
         }
-        Ok((t, event))
+        outcome.modified()
     }
 
     /// Creates a ticket like [`Self::create`], without blocking: the write is queued for
@@ -490,11 +487,7 @@ impl Shared {
         idempotency: Option<(&str, [u8; 32])>,
         build: impl FnOnce(TicketId) -> (Ticket, Event) + Send + 'static,
     ) -> Result<(Ticket, bool)> {
-        let op = Op::Create { idempotency: idempotency.map(|(k, f)| (k.to_owned(), f)), build: Box::new(build) };
-        match self.submit_async(op).await? {
-            Outcome::Created(t, created) => Ok((t, created)),
-            Outcome::Modified(..) => Err(Error::Storage("create produced another outcome".into())),
-        }
+        self.submit_async(Op::create(idempotency, build)).await?.created()
     }
 
     /// Changes a ticket like [`Self::modify`], without blocking (see [`Self::create_async`]).
@@ -503,10 +496,7 @@ impl Shared {
         id: TicketId,
         change: impl FnOnce(&Ticket) -> Result<Option<(Ticket, Event)>> + Send + 'static,
     ) -> Result<(Ticket, Option<Event>)> {
-        match self.submit_async(Op::Modify { id, change: Box::new(change) }).await? {
-            Outcome::Modified(t, event) => Ok((t, event)),
-            Outcome::Created(..) => Err(Error::Storage("modify produced another outcome".into())),
-        }
+        self.submit_async(Op::Modify { id, change: Box::new(change) }).await?.modified()
     }
 
     /// Combining commit: queue the change, then take the writer mutex. Whoever holds it
@@ -536,10 +526,9 @@ impl Shared {
     async fn submit_async(&self, op: Op) -> Result<Outcome> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
+            // `stop` cannot be set here: only the store's `Drop` sets it, and this call
+            // borrows the store.
             let mut q = lock(&self.queue);
-            if q.stop {
-                return Err(Error::Storage("the database is closing".into()));
-            }
             q.jobs.push(Job { op, reply: Reply::Async(tx) });
             if q.writer_idle {
                 q.writer_idle = false;
@@ -601,6 +590,8 @@ impl Shared {
             results.push((job.reply, r));
         }
         let committed = if b.is_empty() { Ok(()) } else { b.commit_writes() };
+        // Durable answers for async callers, sent by the flusher (blocking callers wait
+        // for the flush themselves, in `create`/`modify`).
         let mut after_flush = Vec::new();
         match committed {
             Ok(()) => {
@@ -612,17 +603,10 @@ impl Shared {
                 drop(d);
                 for (reply, r) in results {
                     match reply {
-                        Reply::Blocking(slot) => *lock(&slot) = Some(r),
-                        // A replayed creation waits too: the first one may not be on disk yet.
-                        Reply::Async(tx)
-                            if self.commit.is_some()
-                                && matches!(r, Ok(Outcome::Created(..) | Outcome::Modified(_, Some(_)))) =>
-                        {
+                        Reply::Async(tx) if self.commit.is_some() && r.as_ref().is_ok_and(Outcome::needs_flush) => {
                             after_flush.push((tx, r));
                         }
-                        Reply::Async(tx) => {
-                            let _ = tx.send(r);
-                        }
+                        reply => reply.send(r),
                     }
                 }
             }
@@ -634,7 +618,7 @@ impl Shared {
                 }
             }
         }
-        if let (Some(commit), false) = (&self.commit, after_flush.is_empty()) {
+        if let Some(commit) = self.commit.as_ref().filter(|_| !after_flush.is_empty()) {
             commit.after_flush(Box::new(move |broken: Option<&str>| {
                 for (tx, r) in after_flush {
                     let _ = tx.send(match broken {
@@ -1025,6 +1009,38 @@ enum Op {
 enum Outcome {
     Created(Ticket, bool),
     Modified(Ticket, Option<Event>),
+}
+
+impl Op {
+    fn create(
+        idempotency: Option<(&str, [u8; 32])>,
+        build: impl FnOnce(TicketId) -> (Ticket, Event) + Send + 'static,
+    ) -> Op {
+        Op::Create { idempotency: idempotency.map(|(k, f)| (k.to_owned(), f)), build: Box::new(build) }
+    }
+}
+
+impl Outcome {
+    /// Whether, in durable mode, the caller may only be answered after a flush: every
+    /// creation (a replayed key too: the first request may not be on disk yet) and every
+    /// change that wrote an event. The one rule for blocking and async callers.
+    fn needs_flush(&self) -> bool {
+        matches!(self, Outcome::Created(..) | Outcome::Modified(_, Some(_)))
+    }
+
+    fn created(self) -> Result<(Ticket, bool)> {
+        match self {
+            Outcome::Created(t, created) => Ok((t, created)),
+            Outcome::Modified(..) => Err(Error::Storage("create produced another outcome".into())),
+        }
+    }
+
+    fn modified(self) -> Result<(Ticket, Option<Event>)> {
+        match self {
+            Outcome::Modified(t, event) => Ok((t, event)),
+            Outcome::Created(..) => Err(Error::Storage("modify produced another outcome".into())),
+        }
+    }
 }
 
 type Slot = Arc<Mutex<Option<Result<Outcome>>>>;
