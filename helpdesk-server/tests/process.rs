@@ -80,13 +80,18 @@ fn capture(pipe: impl Read + Send + 'static, captured: Arc<Captured>, is_stdout:
 /// and runs in `cwd` (so no stray Rocket.toml is read).
 fn command(cwd: &Path) -> Command {
     let mut cmd = Command::new(BIN);
+    without_server_env(&mut cmd).current_dir(cwd);
+    cmd
+}
+
+/// Removes the HELPDESK_* / ROCKET_* / RUST_LOG settings this process has from `cmd`.
+fn without_server_env(cmd: &mut Command) -> &mut Command {
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
         if k.starts_with("HELPDESK_") || k.starts_with("ROCKET_") || k == "RUST_LOG" {
             cmd.env_remove(&key);
         }
     }
-    cmd.current_dir(cwd);
     cmd
 }
 
@@ -567,12 +572,7 @@ fn a_failing_disk_gives_503_and_loses_nothing_acknowledged() {
     let mut limited = Command::new("bash");
     // 4 MiB (in 1 KiB blocks): a few hundred tickets of ~3 KB fill it.
     limited.args(["-c", "trap '' XFSZ; ulimit -f 4096; exec \"$0\"", BIN]).current_dir(dir.path());
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy();
-        if k.starts_with("HELPDESK_") || k.starts_with("ROCKET_") || k == "RUST_LOG" {
-            limited.env_remove(&key);
-        }
-    }
+    without_server_env(&mut limited);
     let mut server = Server::spawn_with(limited, dir.path(), &[]);
     server.wait_listening();
     let token = server.admin_token();
