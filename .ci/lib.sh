@@ -1,5 +1,7 @@
 # Shell helpers shared by the .ci/ and bench/ scripts. Source it; it defines functions only.
 
+# step MESSAGE...: a section heading on stdout (the CI log's outline).
+step() { printf '\n==> %s\n' "$*"; }
 # log MESSAGE...: a timestamped line on stderr, prefixed with the script's name.
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "${0##*/}" -1 "$*" >&2; }
 # die MESSAGE...: log it and exit 1.
