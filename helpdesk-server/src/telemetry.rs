@@ -182,6 +182,9 @@ pub struct RotatingFile {
     max_bytes: u64,
     keep: u32,
     file: std::fs::File,
+    /// The active file's length, counted by what is written (from its length at open);
+    /// after a failed rotation it restarts at 0 (see `write`), so it is what is compared
+    /// with `max_bytes`, not always the file's length.
     size: u64,
 }
 
