@@ -343,4 +343,28 @@ mod tests {
         assert_eq!(text.lines().count(), 20, "nothing lost, all in the active file");
         assert!(dir.path().join("server.log.1/x").is_dir());
     }
+
+    #[test]
+    fn after_a_failed_rotation_the_next_attempt_waits_for_another_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.log");
+        let obstacle = dir.path().join("server.log.1");
+        std::fs::create_dir_all(obstacle.join("x")).unwrap();
+        let mut f = RotatingFile::open(LogFile { path: &path, max_bytes: 100, keep: 1 }).unwrap();
+        let line = [b'x'; 29].iter().chain(b"\n").copied().collect::<Vec<u8>>(); // 30 bytes
+        for _ in 0..4 {
+            f.write_all(&line).unwrap(); // the 4th line finds 90 + 30 > 100: rotation fails
+        }
+        // The obstacle goes. The count restarted at the failure (the 4th line: 30 bytes),
+        // so the next two lines (60, 90) must not retry; without the restart, every line
+        // after the failure would.
+        std::fs::remove_dir_all(&obstacle).unwrap();
+        for _ in 0..2 {
+            f.write_all(&line).unwrap();
+        }
+        assert!(!obstacle.exists(), "rotation retried before another max_bytes");
+        f.write_all(&line).unwrap(); // 90 + 30 > 100 since the failure: retry, and succeed
+        assert_eq!(std::fs::read(&obstacle).unwrap().len(), 6 * 30, "the retry rotated the file");
+        assert_eq!(std::fs::read(&path).unwrap().len(), 30);
+    }
 }
